@@ -1,0 +1,108 @@
+"""Settings: one frozen object, built once by the CLI (or a test) and passed down to every part."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///katapult.db"
+DEFAULT_API_URL = "https://api.katapult.io"
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which packages a run lists: the public ones, or one organization's (public and private)."""
+
+    organization_id: str | None = None
+    organization_sub_domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.organization_id and self.organization_sub_domain:
+            raise ConfigError("give an organization id or a sub-domain, not both")
+
+    @property
+    def is_public(self) -> bool:
+        return not (self.organization_id or self.organization_sub_domain)
+
+    @property
+    def key(self) -> str:
+        """The scope as stored in sync_runs.scope and package_listings.scope."""
+        if self.organization_id:
+            return f"organization[id]={self.organization_id}"
+        if self.organization_sub_domain:
+            return f"organization[sub_domain]={self.organization_sub_domain}"
+        return "public"
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self.organization_id:
+            return {"organization[id]": self.organization_id}
+        if self.organization_sub_domain:
+            return {"organization[sub_domain]": self.organization_sub_domain}
+        return {}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one run tries before it gives up: per request, and in total."""
+
+    max_attempts: int = 8
+    run_budget_seconds: float = 300.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    api_url: str = DEFAULT_API_URL
+    # repr=False: the token must never reach a log line, a traceback or an error message.
+    token: str | None = field(default=None, repr=False)
+    scope: Scope = field(default_factory=Scope)
+    per_page: int = MAX_PER_PAGE
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 4
+    allow_mass_removal: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_page <= MAX_PER_PAGE:
+            raise ConfigError(f"--per-page must be between 1 and {MAX_PER_PAGE}, not {self.per_page}")
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if not self.scope.is_public and not self.token:
+            raise ConfigError(
+                "an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file"
+            )
+        if self.token:
+            check_token_transport(self.api_url)
+
+    @property
+    def api(self) -> str:
+        """'core' with a token (Katapult's authenticated API), 'public' without."""
+        return "core" if self.token else "public"
+
+
+def check_token_transport(api_url: str) -> None:
+    """Refuse to send a token anywhere but over https, or plain http to this machine (tests)."""
+    parts = urlsplit(api_url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return
+    raise ConfigError(f"refusing to send the API token to {parts.scheme}://{parts.hostname}: use https")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,112 @@
+"""Engines and migrations: how katapult-etl connects to each supported database and brings it to head."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import DatabaseError
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for a database URL; a new SQLite file is created readable by its owner only."""
+    try:
+        parsed = make_url(url)
+    except Exception as error:
+        raise DatabaseError(f"not a database URL: {error}") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ImportError, SQLAlchemyError) as error:
+        raise DatabaseError(f"cannot use {parsed.render_as_string(hide_password=True)}: {error}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        _create_private_file(Path(database))
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin, so that DDL and
+        # the merge are transactional too.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock at once, so that two writers queue on the busy timeout
+        # instead of one failing when it upgrades a read lock.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    if path.exists():
+        return
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"cannot create the SQLite database {path}: folder {path.parent} does not exist")
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def migrations_folder() -> Path:
+    """Where the migrations are: beside the package when installed, migrations/ in a checkout."""
+    from . import migrations
+
+    return Path(migrations.__file__).parent
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_folder()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the newest schema; a no-op when it is there already."""
+    try:
+        with engine.begin() as connection:
+            if current_revision(connection) == head_revision():
+                return
+            command.upgrade(alembic_config(connection), "head")
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
+
+
+def describe(error: SQLAlchemyError) -> str:
+    """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
+    original = getattr(error, "orig", None) or error
+    return " ".join(str(original).split()) or type(original).__name__

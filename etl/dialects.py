@@ -1,0 +1,154 @@
+"""Everything that differs between databases, in one place: upserts and locks.
+
+SQLite and PostgreSQL upsert with INSERT ... ON CONFLICT DO UPDATE, MySQL and MariaDB with
+INSERT ... ON DUPLICATE KEY UPDATE. The run lock keeps two syncs of one scope apart and dies with its
+process: an OS file lock beside a SQLite file, a session advisory lock on PostgreSQL, GET_LOCK on MySQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Select, Table, text
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert
+
+from .database import sqlite_path
+from .errors import DatabaseError, RunLockedError
+
+ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def upsert(
+    dialect_name: str,
+    table: Table,
+    source: Select[Any] | None,
+    *,
+    columns: Sequence[str],
+    key: Sequence[str],
+    update_from_incoming: Sequence[str],
+    update_fixed: Mapping[str, Any] | None = None,
+) -> Insert:
+    """INSERT (from `source`, or from executemany rows when it is None) that updates rows whose key exists.
+
+    `update_from_incoming` columns take the incoming row's value; `update_fixed` ones a fixed value.
+    """
+    fixed = dict(update_fixed or {})
+    if dialect_name in ON_CONFLICT_INSERTS:
+        statement = ON_CONFLICT_INSERTS[dialect_name](table)
+        if source is not None:
+            statement = statement.from_select(columns, source)
+        incoming = {name: statement.excluded[name] for name in update_from_incoming}
+        return statement.on_conflict_do_update(index_elements=list(key), set_={**incoming, **fixed})
+    if dialect_name in ("mysql", "mariadb"):
+        statement = mysql.insert(table)
+        if source is not None:
+            statement = statement.from_select(columns, source)
+        incoming = {name: statement.inserted[name] for name in update_from_incoming}
+        return statement.on_duplicate_key_update({**incoming, **fixed})
+    raise DatabaseError(f"katapult-etl does not support {dialect_name} databases")
+
+
+@contextlib.contextmanager
+def run_lock(engine: Engine, database_url: str, scope: str) -> Iterator[None]:
+    """Hold the lock of one scope for the whole run; RunLockedError at once if another run has it."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        with _file_lock(database_url, scope):
+            yield
+    elif name == "postgresql":
+        with _postgresql_lock(engine, scope):
+            yield
+    elif name in ("mysql", "mariadb"):
+        with _mysql_lock(engine, scope):
+            yield
+    else:
+        raise DatabaseError(f"katapult-etl does not support {name} databases")
+
+
+def merge_lock(connection: Connection) -> None:
+    """Serialise the merges of runs of different scopes, which may touch the same packages.
+
+    Taken inside the merge transaction; released by its commit or rollback (SQLite's BEGIN IMMEDIATE
+    already serialises writers).
+    """
+    name = connection.dialect.name
+    if name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("merge")})
+    elif name in ("mysql", "mariadb"):
+        connection.execute(text("DO GET_LOCK(:name, -1)"), {"name": _mysql_lock_name(connection, "merge")})
+
+
+def release_merge_lock(connection: Connection) -> None:
+    """MySQL's named locks outlive transactions: let go of the merge lock once the merge is over."""
+    if connection.dialect.name in ("mysql", "mariadb"):
+        connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": _mysql_lock_name(connection, "merge")})
+
+
+def _lock_key(scope: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks, stable across processes."""
+    digest = hashlib.sha256(f"katapult-etl:{scope}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _file_lock(database_url: str, scope: str) -> Iterator[None]:
+    path = sqlite_path(database_url)
+    if path is None:  # an in-memory database belongs to one process: nothing to keep apart
+        yield
+        return
+    # One lock file beside the database; each scope locks its own byte of it.
+    descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    offset = _lock_key(scope) & 0x7FFFFFFF
+    try:
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError:
+            raise RunLockedError(f"another sync of {scope} is running on {path}") from None
+        try:
+            yield
+        finally:
+            fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, offset)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _postgresql_lock(engine: Engine, scope: str) -> Iterator[None]:
+    key = _lock_key(scope)
+    with engine.connect() as connection:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        connection.commit()
+        if not got:
+            raise RunLockedError(f"another sync of {scope} is running on this database")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
+def _mysql_lock_name(connection: Connection, scope: str) -> str:
+    # GET_LOCK names are server-wide and at most 64 characters: name the database, hash the scope.
+    database = connection.execute(text("SELECT DATABASE()")).scalar() or ""
+    digest = hashlib.sha256(f"{database}\0{scope}".encode()).hexdigest()[:40]
+    return f"katapult-etl:{digest}"
+
+
+@contextlib.contextmanager
+def _mysql_lock(engine: Engine, scope: str) -> Iterator[None]:
+    with engine.connect() as connection:
+        name = _mysql_lock_name(connection, scope)
+        got = connection.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar()
+        if got != 1:
+            raise RunLockedError(f"another sync of {scope} is running on this database")
+        try:
+            yield
+        finally:
+            connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": name})

@@ -1,0 +1,115 @@
+"""The walk over the catalogue's pages: which pages to ask for, and whether the answers add up.
+
+Pure: it sends no requests and reads no clock. The pipeline asks it for pages, fetches them, and hands
+each answer back, in page order, with `accept`. A page of a set with totals looks like
+
+    {"current_page": 2, "total_pages": 3, "total": 450, "per_page": 200, "large_set": false}
+
+and of a large set (over 1000 packages), where Katapult does not count:
+
+    {"current_page": 7, "total_pages": null, "total": null, "per_page": 200, "large_set": true}
+
+With totals every page is known after the first, so they may be fetched together; a large set is
+walked one page at a time until a page is shorter than the per_page the server reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from .client import Pagination
+from .errors import PaginationError
+
+MAX_PAGES = 10_000
+
+
+class PageWalk:
+    def __init__(self, max_pages: int = MAX_PAGES) -> None:
+        self._max_pages = max_pages
+        self._page_bound: int | None = None
+        self._handed_out = 0
+        self._accepted = 0
+        self._finished = False
+        self._fingerprints: set[bytes] = set()
+        self.total: int | None = None
+        self.large_set = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def pages_accepted(self) -> int:
+        return self._accepted
+
+    def start(self) -> list[int]:
+        """The first page to request."""
+        return self._claim_through(1)
+
+    def accept(self, number: int, pagination: Pagination, item_ids: Sequence[str]) -> list[int]:
+        """Check one answer, in page order; returns the further pages it shows are needed."""
+        self._check_order(number, pagination)
+        self._check_not_a_repeat(number, item_ids)
+        self._accepted = number
+        self.large_set = pagination.large_set
+        self.total = pagination.total
+        if pagination.large_set:
+            return self._after_large_set_page(number, pagination, len(item_ids))
+        return self._after_counted_page(number, pagination)
+
+    def shown_complete(self, distinct_ids: int) -> tuple[bool, str | None]:
+        """Whether the walk saw the whole catalogue; with totals, that means every counted id."""
+        if not self._finished:
+            return False, "the walk did not reach the last page"
+        if self.total is not None and distinct_ids < self.total:
+            return False, f"saw {distinct_ids} distinct packages of the {self.total} Katapult counted"
+        return True, None
+
+    def _check_order(self, number: int, pagination: Pagination) -> None:
+        if number != self._accepted + 1 or number > self._handed_out:
+            raise PaginationError(f"page {number} was accepted out of order (after page {self._accepted})")
+        if pagination.current_page != number:
+            raise PaginationError(
+                f"asked for page {number}, Katapult answered page {pagination.current_page}"
+            )
+        bound = min(self._max_pages, self._page_bound or self._max_pages)
+        if number > bound:
+            raise PaginationError(f"the walk passed {bound} pages without reaching the end")
+
+    def _check_not_a_repeat(self, number: int, item_ids: Sequence[str]) -> None:
+        if not item_ids:
+            return
+        fingerprint = hashlib.sha256("\n".join(item_ids).encode()).digest()
+        if fingerprint in self._fingerprints:
+            raise PaginationError(
+                f"page {number} repeats the packages of an earlier page: the API is not paging"
+            )
+        self._fingerprints.add(fingerprint)
+
+    def _after_counted_page(self, number: int, pagination: Pagination) -> list[int]:
+        total_pages = pagination.total_pages or 0
+        if self._page_bound is None:
+            # One page more than first counted allows a catalogue that grows during the walk.
+            self._page_bound = total_pages + 1
+        if number < self._handed_out:
+            return self._claim_through(total_pages) if total_pages > self._handed_out else []
+        if number >= total_pages:
+            self._finished = True
+            return []
+        return self._claim_through(total_pages)
+
+    def _after_large_set_page(self, number: int, pagination: Pagination, count: int) -> list[int]:
+        self._page_bound = None
+        if count < pagination.per_page:
+            if number >= self._handed_out:
+                self._finished = True
+            return []
+        if number >= self._handed_out:
+            return self._claim_through(number + 1)
+        return []
+
+    def _claim_through(self, last: int) -> list[int]:
+        pages = list(range(self._handed_out + 1, last + 1))
+        self._handed_out = max(self._handed_out, last)
+        return pages

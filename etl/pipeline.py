@@ -1,0 +1,377 @@
+"""One sync run, end to end. The pipeline owns the run's lock, its run record and its transaction.
+
+    lock the scope → mark dead runs failed → record this run as running (committed)
+    → walk every page into a temporary staging table → merge it, in ONE transaction, with the run's
+    final record → or, on any error, roll the merge back and record the run as failed.
+
+So a failed, partial or killed run changes nothing but its own sync_runs row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from .client import KatapultClient, Page
+from .config import Settings
+from .database import current_revision, describe, head_revision, open_engine, sqlite_path, upgrade
+from .dialects import run_lock
+from .errors import (
+    EXIT_INCOMPLETE,
+    EXIT_MASS_REMOVAL,
+    EXIT_OK,
+    DatabaseError,
+    EtlError,
+    InvalidArgumentError,
+)
+from .paginator import PageWalk
+from .records import package_row
+from .store import Store
+from .types import utc_now
+
+log = logging.getLogger(__name__)
+
+FALLBACK_PAGE_SIZES = (100, 30)
+
+
+@dataclass
+class RunCounts:
+    pages_fetched: int = 0
+    requests: int = 0
+    retries: int = 0
+    packages_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    restored: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did; `status` is succeeded or incomplete (a failed run raises instead)."""
+
+    run_id: int | None
+    scope: str
+    api: str
+    status: str
+    counts: RunCounts
+    seconds: float
+    dry_run: bool = False
+    reason: str | None = None
+    mass_removal_refused: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.mass_removal_refused:
+            return EXIT_MASS_REMOVAL
+        return EXIT_INCOMPLETE if self.status == "incomplete" else EXIT_OK
+
+
+@dataclass(frozen=True)
+class WalkOutcome:
+    pages: int
+    complete: bool
+    reason: str | None
+
+
+@dataclass
+class Hooks:
+    """What tests and the demo inject: the HTTP session and the sleep between retries."""
+
+    http: requests.Session | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+def run_sync(settings: Settings, hooks: Hooks | None = None) -> RunResult:
+    """One complete sync of one scope; raises an EtlError when the run failed."""
+    hooks = hooks or Hooks()
+    engine = _engine_for(settings)
+    try:
+        if settings.dry_run:
+            return _dry_run(engine, settings, hooks)
+        upgrade(engine)
+        with run_lock(engine, settings.database_url, settings.scope.key):
+            return _locked_run(engine, settings, hooks)
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from error
+    finally:
+        engine.dispose()
+
+
+def _engine_for(settings: Settings) -> Engine:
+    path = sqlite_path(settings.database_url)
+    if settings.dry_run and path is not None and not path.exists():
+        raise DatabaseError(f"{path} does not exist: a dry run compares with a database and writes nothing")
+    return open_engine(settings.database_url)
+
+
+def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
+    started = hooks.clock()
+    run_id = _record_start(engine, settings)
+    counts = RunCounts()
+    try:
+        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+            try:
+                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks)
+            finally:
+                _copy_request_stats(client, counts)
+        return result
+    except BaseException as error:
+        _record_failure(engine, run_id, counts, error)
+        raise
+
+
+def _record_start(engine: Engine, settings: Settings) -> int:
+    with Session(bind=engine) as session:
+        store = Store(session)
+        now = utc_now()
+        abandoned = store.abandon_running(settings.scope.key, now)
+        if abandoned:
+            log.warning("marked %d abandoned run(s) of %s as failed", abandoned, settings.scope.key)
+        run_id = store.start_run(
+            scope=settings.scope.key,
+            api=settings.api,
+            started_at=now,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            **vars(RunCounts()),
+        )
+        session.commit()
+        return run_id
+
+
+def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException) -> None:
+    message = _failure_message(error)
+    try:
+        with Session(bind=engine) as session:
+            Store(session).finish_run(
+                run_id, status="failed", finished_at=utc_now(), error=message, **vars(counts)
+            )
+            session.commit()
+    except SQLAlchemyError as second:
+        log.error("could not record run %d as failed: %s", run_id, describe(second))
+
+
+def _failure_message(error: BaseException) -> str:
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return "interrupted: the run was stopped before it finished"
+    if isinstance(error, SQLAlchemyError):
+        return f"database error: {describe(error)}"
+    return str(error) or type(error).__name__
+
+
+def _walk_and_merge(
+    connection: Connection,
+    client: KatapultClient,
+    settings: Settings,
+    run_id: int,
+    counts: RunCounts,
+    started: float,
+    hooks: Hooks,
+) -> RunResult:
+    with Session(bind=connection) as session:
+        store = Store(session)
+        outcome = _walk_until_shown_complete(connection, session, store, client, settings, counts)
+        _copy_request_stats(client, counts)
+        connection.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            status, reason, refused = _merge(store, settings, run_id, outcome, counts)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            store.unlock_after_merge()
+            session.commit()
+        _drop_staging(connection, session, store)
+    return RunResult(
+        run_id=run_id,
+        scope=settings.scope.key,
+        api=settings.api,
+        status=status,
+        counts=counts,
+        seconds=hooks.clock() - started,
+        reason=reason,
+        mass_removal_refused=refused,
+    )
+
+
+def _merge(
+    store: Store, settings: Settings, run_id: int, outcome: WalkOutcome, counts: RunCounts
+) -> tuple[str, str | None, bool]:
+    store.lock_for_merge()
+    now = utc_now()
+    _apply_classification(counts, store.classify())
+    removal, reason, refused = _removal_decision(store, settings, outcome)
+    store.upsert_groups(now)
+    store.close_versions_of_updated(now)
+    store.upsert_packages(now)
+    store.insert_versions(run_id, now)
+    store.upsert_listings(settings.scope.key, now)
+    if removal:
+        counts.removed = store.remove_missing(settings.scope.key, now)
+    status = "succeeded" if reason is None else "incomplete"
+    store.finish_run(run_id, status=status, finished_at=utc_now(), error=reason, **vars(counts))
+    return status, reason, refused
+
+
+def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) -> tuple[bool, str | None, bool]:
+    """Whether this run may remove packages: only after a complete walk, and not half the catalogue."""
+    if not outcome.complete:
+        return False, f"walk not shown complete, nothing removed: {outcome.reason}", False
+    missing = store.count_missing(settings.scope.key)
+    listed = store.count_listed(settings.scope.key)
+    if missing and missing * 2 > listed and not settings.allow_mass_removal:
+        reason = (
+            f"mass removal refused: {missing} of the {listed} packages listed in {settings.scope.key} "
+            "are missing; nothing removed (run again with --allow-mass-removal if that is right)"
+        )
+        return False, reason, True
+    return True, None, False
+
+
+def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None:
+    counts.created = classified["created"]
+    counts.updated = classified["updated"]
+    counts.restored = classified["restored"]
+    counts.unchanged = classified["unchanged"]
+    counts.packages_seen = sum(classified.values())
+
+
+def _walk_until_shown_complete(
+    connection: Connection,
+    session: Session,
+    store: Store,
+    client: KatapultClient,
+    settings: Settings,
+    counts: RunCounts,
+) -> WalkOutcome:
+    """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
+    connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
+    store.create_staging()
+    session.commit()
+    outcome = _walk_with_page_size_fallback(session, store, client, settings, counts)
+    if not outcome.complete:
+        log.warning("walk not shown complete (%s): walking once more", outcome.reason)
+        store.clear_staging()
+        session.commit()
+        outcome = _walk_with_page_size_fallback(session, store, client, settings, counts)
+    return outcome
+
+
+def _walk_with_page_size_fallback(
+    session: Session, store: Store, client: KatapultClient, settings: Settings, counts: RunCounts
+) -> WalkOutcome:
+    """Katapult's page-size cap is believed to be 200; if it refuses ours, try 100, then 30."""
+    sizes = [settings.per_page, *(size for size in FALLBACK_PAGE_SIZES if size < settings.per_page)]
+    for size in sizes:
+        try:
+            return _walk(session, store, client, settings, size, counts)
+        except InvalidArgumentError as error:
+            if size == sizes[-1]:
+                raise
+            log.warning("Katapult refused per_page=%d (%s): walking again with a smaller page", size, error)
+            session.rollback()
+            store.clear_staging()
+            session.commit()
+    raise AssertionError("unreachable")
+
+
+def _walk(
+    session: Session, store: Store, client: KatapultClient, settings: Settings, per_page: int, counts: RunCounts
+) -> WalkOutcome:
+    walk = PageWalk()
+    for page in _fetch_in_order(walk, client, per_page, settings.concurrency):
+        rows = [package_row(item) for item in page.items]
+        store.stage(rows)
+        session.commit()
+        counts.pages_fetched += 1
+        log.info("page %d: %d packages", page.number, len(rows))
+    complete, reason = walk.shown_complete(store.count_staged())
+    return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
+
+
+def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concurrency: int) -> Iterator[Page]:
+    """Pages in order, each checked by the walk; known pages are fetched `concurrency` at a time."""
+    wanted: deque[int] = deque(walk.start())
+    in_flight: deque[tuple[int, Future[Page]]] = deque()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
+        try:
+            while wanted or in_flight:
+                while wanted and len(in_flight) < concurrency:
+                    number = wanted.popleft()
+                    in_flight.append((number, pool.submit(client.fetch_page, number, per_page)))
+                number, future = in_flight.popleft()
+                page = future.result()
+                ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
+                wanted.extend(walk.accept(number, page.pagination, [str(i) for i in ids]))
+                yield page
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+
+
+def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:
+    counts.requests = client.stats.requests
+    counts.retries = client.stats.retries
+
+
+def _drop_staging(connection: Connection, session: Session, store: Store) -> None:
+    connection.execution_options(sqlite_begin="DEFERRED")
+    store.drop_staging()
+    session.commit()
+
+
+def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
+    """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
+    started = hooks.clock()
+    counts = RunCounts()
+    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+        _require_head(connection)
+        with Session(bind=connection) as session:
+            store = Store(session)
+            outcome = _walk_until_shown_complete(connection, session, store, client, settings, counts)
+            _apply_classification(counts, store.classify())
+            removal, reason, refused = _removal_decision(store, settings, outcome)
+            if removal:
+                counts.removed = store.count_would_remove(settings.scope.key)
+            session.rollback()
+            _drop_staging(connection, session, store)
+        _copy_request_stats(client, counts)
+    return RunResult(
+        run_id=None,
+        scope=settings.scope.key,
+        api=settings.api,
+        status="succeeded" if reason is None else "incomplete",
+        counts=counts,
+        seconds=hooks.clock() - started,
+        dry_run=True,
+        reason=reason,
+        mass_removal_refused=refused,
+    )
+
+
+def _require_head(connection: Connection) -> None:
+    current = current_revision(connection)
+    connection.rollback()
+    if current != head_revision():
+        raise DatabaseError(
+            f"the database schema is at revision {current or 'none'}, not {head_revision()}: "
+            "run `katapult-etl db upgrade` first (a dry run writes nothing)"
+        )
+
+

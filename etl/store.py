@@ -1,0 +1,294 @@
+"""Reads and writes of the catalogue tables, set-based. Takes a session; never commits.
+
+A run streams its pages into a temporary staging table (so that the catalogue is never held in
+Python), then merges the staging table into the real tables with a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    not_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from .dialects import merge_lock, release_merge_lock, upsert
+from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
+from .records import ATTRIBUTE_COLUMNS
+from .types import JsonDocument, UtcDateTime
+
+CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
+
+_staging_metadata = MetaData()
+STAGING = Table(
+    "katapult_etl_staging",
+    _staging_metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255)),
+    Column("permalink", String(255)),
+    Column("cpu_cores", Integer),
+    Column("ipv4_addresses", Integer),
+    Column("memory_in_gb", Integer),
+    Column("storage_in_gb", Integer),
+    Column("monthly_bandwidth_allowance_in_gb", Integer),
+    Column("privacy", String(32)),
+    Column("use_dedicated_cpus", Boolean),
+    Column("group_id", String(64)),
+    Column("group_name", String(255)),
+    Column("icon_url", Text),
+    Column("icon_file_name", String(255)),
+    Column("icon_file_type", String(255)),
+    Column("icon_file_size", BigInteger),
+    Column("icon_digest", String(255)),
+    Column("content_hash", String(64), nullable=False),
+    Column("raw", JsonDocument, nullable=False),
+    Column("change", String(16)),
+    prefixes=["TEMPORARY"],
+)
+PACKAGE_COLUMNS = ("id", *ATTRIBUTE_COLUMNS, "content_hash")
+STAGED_COLUMNS = (*PACKAGE_COLUMNS, "raw")
+# packages has no group_name: the group's name lives in package_groups (and in each version).
+PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group_name")
+
+
+class Store:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._dialect = session.get_bind().dialect.name
+
+    # -- staging ---------------------------------------------------------------------------------
+
+    def create_staging(self) -> None:
+        STAGING.drop(self.session.connection(), checkfirst=True)
+        STAGING.create(self.session.connection())
+
+    def clear_staging(self) -> None:
+        self.session.execute(STAGING.delete())
+
+    def drop_staging(self) -> None:
+        STAGING.drop(self.session.connection(), checkfirst=True)
+
+    def stage(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Add one page; an id already staged (items shift while paging) keeps its newest content."""
+        unique = {row["id"]: {name: row[name] for name in STAGED_COLUMNS} for row in rows}
+        if not unique:
+            return
+        statement = upsert(
+            self._dialect,
+            STAGING,
+            None,
+            columns=STAGED_COLUMNS,
+            key=["id"],
+            update_from_incoming=STAGED_COLUMNS[1:],
+        )
+        self.session.execute(statement, list(unique.values()))
+
+    def count_staged(self) -> int:
+        return self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
+
+    def classify(self) -> dict[str, int]:
+        """Mark each staged package created, updated, restored or unchanged; returns the counts."""
+        current = Package.__table__
+        verdict = (
+            select(
+                case(
+                    (current.c.removed_at.is_not(None), "restored"),
+                    (current.c.content_hash == STAGING.c.content_hash, "unchanged"),
+                    else_="updated",
+                )
+            )
+            .where(current.c.id == STAGING.c.id)
+            .scalar_subquery()
+        )
+        self.session.execute(update(STAGING).values(change=func.coalesce(verdict, "created")))
+        counts = dict.fromkeys(CHANGE_TYPES, 0)
+        rows = self.session.execute(select(STAGING.c.change, func.count()).group_by(STAGING.c.change))
+        counts.update({change: count for change, count in rows})
+        return counts
+
+    # -- the merge -------------------------------------------------------------------------------
+
+    def lock_for_merge(self) -> None:
+        merge_lock(self.session.connection())
+
+    def unlock_after_merge(self) -> None:
+        if self._dialect in ("mysql", "mariadb"):
+            release_merge_lock(self.session.connection())
+
+    def upsert_groups(self, now: datetime) -> None:
+        groups = (
+            select(STAGING.c.group_id, func.max(STAGING.c.group_name), _at(now), _at(now))
+            .where(STAGING.c.group_id.is_not(None))
+            .group_by(STAGING.c.group_id)
+        )
+        self.session.execute(
+            upsert(
+                self._dialect,
+                PackageGroup.__table__,
+                groups,
+                columns=("id", "name", "first_seen_at", "last_seen_at"),
+                key=["id"],
+                update_from_incoming=("name", "last_seen_at"),
+            )
+        )
+
+    def close_versions_of_updated(self, now: datetime) -> None:
+        updated = select(STAGING.c.id).where(STAGING.c.change == "updated")
+        self.session.execute(
+            update(PackageSnapshot)
+            .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(updated))
+            .values(valid_to=now)
+        )
+
+    def upsert_packages(self, now: datetime) -> None:
+        source = select(
+            *(STAGING.c[name] for name in PACKAGE_TABLE_COLUMNS),
+            _at(now),
+            _at(now),
+            _at(None),
+        ).where(true())  # SQLite needs a WHERE to tell ON CONFLICT from a join's ON
+        self.session.execute(
+            upsert(
+                self._dialect,
+                Package.__table__,
+                source,
+                columns=(*PACKAGE_TABLE_COLUMNS, "first_seen_at", "last_seen_at", "removed_at"),
+                key=["id"],
+                update_from_incoming=(*PACKAGE_TABLE_COLUMNS[1:], "last_seen_at", "removed_at"),
+            )
+        )
+
+    def insert_versions(self, run_id: int, now: datetime) -> None:
+        changed = select(
+            STAGING.c.id,
+            literal(run_id),
+            _at(now),
+            *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash", "raw")),
+        ).where(STAGING.c.change != "unchanged")
+        columns = ("package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw")
+        self.session.execute(PackageSnapshot.__table__.insert().from_select(columns, changed))
+
+    def upsert_listings(self, scope: str, now: datetime) -> None:
+        source = select(STAGING.c.id, literal(scope), _at(now), _at(now)).where(true())
+        self.session.execute(
+            upsert(
+                self._dialect,
+                PackageListing.__table__,
+                source,
+                columns=("package_id", "scope", "first_seen_at", "last_seen_at"),
+                key=["package_id", "scope"],
+                update_from_incoming=("last_seen_at",),
+                update_fixed={"unlisted_at": None},
+            )
+        )
+
+    # -- removals --------------------------------------------------------------------------------
+
+    def count_listed(self, scope: str) -> int:
+        return self.session.execute(
+            select(func.count()).select_from(PackageListing).where(_listed_in(scope))
+        ).scalar_one()
+
+    def count_missing(self, scope: str) -> int:
+        """Packages this scope listed that the walk did not see."""
+        return self.session.execute(
+            select(func.count()).select_from(PackageListing).where(_listed_in(scope), _not_staged())
+        ).scalar_one()
+
+    def count_would_remove(self, scope: str) -> int:
+        """Missing packages that no other scope lists either: what removal would mark removed."""
+        listing = PackageListing.__table__
+        elsewhere = listing.alias("elsewhere")
+        listed_elsewhere = exists().where(
+            elsewhere.c.package_id == listing.c.package_id,
+            elsewhere.c.scope != scope,
+            elsewhere.c.unlisted_at.is_(None),
+        )
+        return self.session.execute(
+            select(func.count())
+            .select_from(listing)
+            .where(_listed_in(scope), _not_staged(), not_(listed_elsewhere))
+        ).scalar_one()
+
+    def remove_missing(self, scope: str, now: datetime) -> int:
+        """Unlist what the walk did not see; remove the packages no scope lists any more."""
+        self.session.execute(
+            update(PackageListing).where(_listed_in(scope), _not_staged()).values(unlisted_at=now)
+        )
+        orphans = _unlisted_everywhere(scope)
+        self.session.execute(
+            update(PackageSnapshot)
+            .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(orphans))
+            .values(valid_to=now)
+        )
+        result = self.session.execute(
+            update(Package).where(Package.removed_at.is_(None), Package.id.in_(orphans)).values(removed_at=now)
+        )
+        return result.rowcount
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def abandon_running(self, scope: str, now: datetime) -> int:
+        """Mark failed the runs of a scope still 'running': called under the scope's lock, they are dead."""
+        result = self.session.execute(
+            update(SyncRun)
+            .where(SyncRun.scope == scope, SyncRun.status == "running")
+            .values(
+                status="failed",
+                finished_at=now,
+                error="abandoned: the process ended before the run finished (killed or crashed)",
+            )
+        )
+        return result.rowcount
+
+    def start_run(self, **values: Any) -> int:
+        run = SyncRun(status="running", **values)
+        self.session.add(run)
+        self.session.flush()
+        return run.id
+
+    def finish_run(self, run_id: int, **values: Any) -> None:
+        self.session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))
+
+
+def _listed_in(scope: str) -> Any:
+    return and_(PackageListing.scope == scope, PackageListing.unlisted_at.is_(None))
+
+
+def _not_staged() -> Any:
+    return PackageListing.package_id.not_in(select(STAGING.c.id))
+
+
+def _unlisted_everywhere(scope: str) -> Any:
+    """Ids this scope has unlisted that have no listing left in any scope."""
+    listing = PackageListing.__table__
+    active = listing.alias("active")
+    return select(listing.c.package_id).where(
+        listing.c.scope == scope,
+        listing.c.unlisted_at.is_not(None),
+        ~exists().where(active.c.package_id == listing.c.package_id, active.c.unlisted_at.is_(None)),
+    )
+
+
+def _at(instant: datetime | None) -> Any:
+    """A timestamp as a SQL value of the UTC column type, so each database gets its own spelling."""
+    return literal(instant, UtcDateTime())

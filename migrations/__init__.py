@@ -1,0 +1,1 @@
+"""Alembic migrations of the katapult-etl schema (shipped inside the package as etl.migrations)."""
