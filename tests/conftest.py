@@ -1,0 +1,108 @@
+"""Shared fixtures: a fresh real database per test (SQLite always, PostgreSQL when TEST_DATABASE_URL
+names one) and the fake Katapult API on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from etl.cli import main
+from etl.fakeapi import FakeKatapult
+from etl.pipeline import Hooks
+
+SERVER_DATABASES = {
+    "postgresql": "TEST_DATABASE_URL",
+}
+_skipped_servers: set[str] = set()
+
+
+@pytest.fixture(params=["sqlite", *SERVER_DATABASES])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A URL of an empty database of each supported kind."""
+    kind = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'katapult.db'}"
+        return
+    url = os.environ.get(SERVER_DATABASES[kind])
+    if not url:
+        _skipped_servers.add(kind)
+        pytest.skip(f"{SERVER_DATABASES[kind]} is not set: {kind} tests skipped")
+    empty_database(url)
+    yield url
+
+
+def empty_database(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        if make_url(url).get_backend_name() == "postgresql":
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for kind in sorted(_skipped_servers):
+        terminalreporter.write_line(
+            f"WARNING: no {kind} server was named ({SERVER_DATABASES[kind]} unset): "
+            f"every {kind} test was SKIPPED; only SQLite was tested.",
+            yellow=True,
+            bold=True,
+        )
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKatapult]:
+    with FakeKatapult() as server:
+        yield server
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """Runs katapult-etl in this process, as a user would type it; retries never really sleep."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self._capsys = capsys
+        self._monkeypatch = monkeypatch
+        self.sleeps: list[float] = []
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN"):
+            self._monkeypatch.delenv(name, raising=False)
+        for name, value in (env or {}).items():
+            self._monkeypatch.setenv(name, value)
+        self._capsys.readouterr()
+        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append))
+        captured = self._capsys.readouterr()
+        return CliResult(exit_code, captured.out, captured.err)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(capsys, monkeypatch)
+
+
+def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one SQL query, as plain tuples."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, sql: str, **params: Any) -> Any:
+    rows = query(url, sql, **params)
+    return rows[0][0]
