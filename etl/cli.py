@@ -6,37 +6,54 @@ Every EtlError becomes one line on stderr and the exit code the error carries; n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from . import __version__
+from . import __version__, demo, reports, tables
 from .config import DEFAULT_API_URL, DEFAULT_DATABASE_URL, MAX_PER_PAGE, RetryPolicy, Scope, Settings
-from .database import open_engine, upgrade
-from .errors import ConfigError, EtlError
+from .database import open_engine, reading, upgrade
+from .errors import ConfigError, EtlError, MetricsError, RunLockedError
+from .logs import FORMATS, configure_logging, is_terminal
+from .metrics import RunReport, check_writable, report_of, write_metrics
 from .pipeline import Hooks, RunResult, run_sync
+from .progress import PageProgress
+from .types import utc_now
 
 PROG = "katapult-etl"
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
     """Run one command; `hooks` lets tests inject the HTTP session and the retry sleep."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.verbose - args.quiet)
+    configure_logging(PROG, args.verbose - args.quiet, args.log_format)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.command(args, hooks or Hooks())
     except EtlError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        complain(args, str(error), error.exit_code)
         return error.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        complain(args, "interrupted", 130)
         return 130
+
+
+def complain(args: argparse.Namespace, message: str, exit_code: int) -> None:
+    """One line on stderr: `katapult-etl: message`, or with --log-format json an error record."""
+    if args.log_format == "json":
+        log.error(message, extra={"exit_code": exit_code})
+    else:
+        print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,13 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL of the database (env DATABASE_URL; default %(default)s)",
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="say more (-vv: debug)")
-    common.add_argument("-q", "--quiet", action="count", default=0, help="say only warnings and errors")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="say only errors")
+    common.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="text lines, or one JSON object per line (default text)"
+    )
 
     parser = argparse.ArgumentParser(prog=PROG, description="Sync Katapult's VM package catalogue into SQL.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_sync_command(commands, common)
     add_db_command(commands, common)
+    add_query_commands(commands, common)
+    add_demo_command(commands, common)
     return parser
 
 
@@ -83,6 +105,7 @@ def add_sync_command(commands: argparse._SubParsersAction, common: argparse.Argu
     sync.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="default %(default)s")
     sync.add_argument("--dry-run", action="store_true", help="walk and report what would change; write nothing")
     sync.add_argument("--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages")
+    sync.add_argument("--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here")
 
 
 def add_db_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -90,6 +113,39 @@ def add_db_command(commands: argparse._SubParsersAction, common: argparse.Argume
     actions = db.add_subparsers(title="actions", required=True, metavar="ACTION")
     upgrade_parser = actions.add_parser("upgrade", parents=[common], help="migrate the database to the newest schema")
     upgrade_parser.set_defaults(command=cmd_db_upgrade)
+
+
+def add_query_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    output = argparse.ArgumentParser(add_help=False, parents=[common])
+    output.add_argument("--json", action="store_true", help="a JSON array on stdout, for scripts")
+    runs = commands.add_parser("runs", parents=[output], help="the recent runs, newest first")
+    runs.set_defaults(command=cmd_runs)
+    runs.add_argument("--limit", type=positive, default=20, metavar="N", help="show N runs (default %(default)s)")
+    history = commands.add_parser("history", parents=[output], help="one package's changes, old → new")
+    history.set_defaults(command=cmd_history)
+    history.add_argument("package", metavar="PACKAGE", help="a package id or permalink")
+    changes = commands.add_parser("changes", parents=[output], help="packages created, updated, removed, restored")
+    changes.set_defaults(command=cmd_changes)
+    changes.add_argument(
+        "--since", default="7d", metavar="WHEN", help="an age (7d, 24h, 30m) or a UTC date or time (default %(default)s)"
+    )
+    changes.add_argument("--scope", metavar="S", help="only the changes of runs of this scope, e.g. public")
+
+
+def add_demo_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    demo = commands.add_parser(
+        "demo", help="try it offline: sync a built-in fake API twice into a new SQLite file"
+    )
+    demo.set_defaults(command=cmd_demo, log_format="text", verbose=0, quiet=0)
+    demo.add_argument(
+        "--database", type=Path, metavar="PATH", help="the new SQLite file (default: one in a new temporary folder)"
+    )
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -111,7 +167,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def read_token(token_file: Path | None) -> str | None:
     """The token from --token-file, else KATAPULT_API_TOKEN; never from the command line itself."""
     if token_file is None:
-        return os.environ.get("KATAPULT_API_TOKEN") or None
+        return os.environ.get("KATAPULT_API_TOKEN", "").strip() or None
     try:
         token = token_file.read_text().strip()
     except OSError as error:
@@ -122,11 +178,46 @@ def read_token(token_file: Path | None) -> str | None:
 
 
 def cmd_sync(args: argparse.Namespace, hooks: Hooks) -> int:
-    result = run_sync(settings_from(args), hooks)
+    settings = settings_from(args)
+    if args.metrics_file:
+        check_metrics_file(args.metrics_file, settings.dry_run)
+    started = hooks.clock()
+    try:
+        with page_progress(args, hooks) as on_page:
+            result = run_sync(settings, replace(hooks, on_page=on_page))
+    except EtlError as error:
+        # A run that found another one running did nothing: the running one writes the metrics.
+        if args.metrics_file and not isinstance(error, RunLockedError):
+            record_failed_run(args.metrics_file, settings.scope.key, error, hooks.clock() - started)
+        raise
     print(summary_line(result))
     if result.reason:
-        print(f"{PROG}: {result.reason}", file=sys.stderr)
+        complain(args, result.reason, result.exit_code)
+    if args.metrics_file:
+        write_metrics(args.metrics_file, report_of(result, hooks.clock() - started, time.time()))
     return result.exit_code
+
+
+def check_metrics_file(path: Path, dry_run: bool) -> None:
+    if dry_run:
+        raise ConfigError("--metrics-file records real runs: a --dry-run cannot write it")
+    check_writable(path)
+
+
+def record_failed_run(path: Path, scope: str, error: EtlError, seconds: float) -> None:
+    try:
+        write_metrics(path, RunReport(scope, "failed", error.exit_code, time.time(), seconds))
+    except MetricsError as second:
+        log.error("%s", second)  # and the run's own error is still the one reported and exited with
+
+
+def page_progress(
+    args: argparse.Namespace, hooks: Hooks
+) -> contextlib.AbstractContextManager[Callable[[int, int | None], None]]:
+    """A progress bar over pages on an interactive terminal only: never under cron, with -q or JSON logs."""
+    if is_terminal(sys.stderr) and not args.quiet and args.log_format == "text":
+        return PageProgress(PROG, sys.stderr)
+    return contextlib.nullcontext(hooks.on_page)
 
 
 def summary_line(result: RunResult) -> str:
@@ -150,14 +241,48 @@ def cmd_db_upgrade(args: argparse.Namespace, hooks: Hooks) -> int:
     return 0
 
 
-def configure_logging(level: int) -> None:
-    """Warnings by default (quiet under cron); -v for info, -vv for debug, -q for errors only."""
-    levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
-    logging.basicConfig(
-        level=levels[max(0, min(level + 1, len(levels) - 1))],
-        format=f"{PROG}: %(levelname)s %(message)s",
-        stream=sys.stderr,
+def cmd_runs(args: argparse.Namespace, hooks: Hooks) -> int:
+    with reading(args.database_url) as connection:
+        recent = reports.recent_runs(connection, args.limit)
+    if args.json:
+        print(tables.runs_json(recent))
+        if recent.more:
+            log.warning("%s", tables.runs_left_out(recent))  # stdout stays JSON: say it where logs go
+    else:
+        print("\n".join(tables.runs_table(recent)))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, hooks: Hooks) -> int:
+    with reading(args.database_url) as connection:
+        history = reports.package_history(connection, args.package)
+    print(tables.history_json(history) if args.json else "\n".join(tables.history_table(history)))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace, hooks: Hooks) -> int:
+    since = reports.parse_since(args.since, utc_now())
+    with reading(args.database_url) as connection:
+        changes = reports.changes_since(connection, since, args.scope)
+    print(tables.changes_json(changes) if args.json else "\n".join(tables.changes_table(changes, since)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, hooks: Hooks) -> int:
+    database = args.database or Path(tempfile.mkdtemp(prefix="katapult-demo-")) / "katapult.db"
+    print("Starting a fake Katapult API on 127.0.0.1 with the real 20-package public catalogue.")
+    result = demo.run_demo(database, hooks, on_run=lambda run: print(summary_line(run)))
+    print()
+    print("\n".join(tables.changes_table(result.changes, result.since)))
+    url = f"sqlite:///{result.database}"
+    print(
+        f"\nBetween the two syncs ROCK-1 and BOULDER-20 changed and ROCK-288 was withdrawn. "
+        f"The database is {result.database}; try:\n"
+        f"  katapult-etl history rock-1 --database-url {url}\n"
+        f"  katapult-etl runs --database-url {url}\n"
+        f"  sqlite3 {result.database} 'SELECT name, cpu_cores, memory_in_gb FROM current_packages'"
     )
+    return 0
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -161,6 +162,12 @@ class KatapultClient:
                 headers=self._headers,
                 timeout=(self._settings.connect_timeout, self._settings.read_timeout),
             )
+        except requests.exceptions.SSLError as error:
+            certificate = _unverified_certificate(error)
+            if certificate is None:
+                raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
+            # Not retried: a certificate that failed verification fails it again on every attempt.
+            raise ApiError(f"could not verify the TLS certificate of {self._settings.api_url}: {certificate}") from error
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
         except requests.RequestException as error:
@@ -168,6 +175,14 @@ class KatapultClient:
         if response.status_code >= 400:
             raise error_from_response(response)
         return parse_page(number, self._key, response)
+
+
+def _unverified_certificate(error: BaseException) -> str | None:
+    """Why the server's certificate failed verification (the ssl module's words), or None if it did not."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    return None if cause is None else cause.verify_message or "certificate verify failed"
 
 
 def error_from_response(response: requests.Response) -> ApiResponseError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from .errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///katapult.db"
 DEFAULT_API_URL = "https://api.katapult.io"
 MAX_PER_PAGE = 200
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,22 @@ class Settings:
                 "an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file"
             )
         if self.token:
+            check_token_text(self.token)
             check_token_transport(self.api_url)
 
     @property
     def api(self) -> str:
         """'core' with a token (Katapult's authenticated API), 'public' without."""
         return "core" if self.token else "public"
+
+
+def check_token_text(token: str) -> None:
+    """A token must fit in an HTTP header as it is; else HTTP libraries quote it in their errors."""
+    if not TOKEN_TEXT.fullmatch(token):
+        raise ConfigError(
+            "the API token has spaces, control or non-ASCII characters in it: check KATAPULT_API_TOKEN "
+            "or --token-file (the token is not shown)"
+        )
 
 
 def check_token_transport(api_url: str) -> None:

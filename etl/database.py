@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -25,9 +27,14 @@ def open_engine(url: str) -> Engine:
     except Exception as error:
         raise DatabaseError(f"not a database URL: {error}") from None
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url, parsed.database, "timeout" in parsed.query)
+    options: dict[str, str] = {}
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        # PostgreSQL's default, which the merge is written for. MySQL's REPEATABLE READ also locks the
+        # gaps between index entries, so two runs recording their start at once would deadlock.
+        options["isolation_level"] = "READ COMMITTED"
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **options)
     except (ImportError, SQLAlchemyError) as error:
         raise DatabaseError(f"cannot use {parsed.render_as_string(hide_password=True)}: {error}") from None
 
@@ -40,10 +47,12 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
+def _sqlite_engine(url: str, database: str | None, timeout_in_url: bool) -> Engine:
     if database and database != ":memory:":
         _create_private_file(Path(database))
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    # A `?timeout=SECONDS` in the URL wins over our default busy timeout.
+    connect_args = {} if timeout_in_url else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    engine = create_engine(url, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -97,8 +106,10 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema; a no-op when it is there already."""
+    from .dialects import migration_lock  # imported here: dialects imports this module
+
     try:
-        with engine.begin() as connection:
+        with engine.begin() as connection, migration_lock(connection):
             if current_revision(connection) == head_revision():
                 return
             command.upgrade(alembic_config(connection), "head")
@@ -106,7 +117,35 @@ def upgrade(engine: Engine) -> None:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
 
 
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[Connection]:
+    """A connection to an existing database at the newest schema, for commands that only read.
+
+    Creates nothing and migrates nothing: a missing SQLite file or an old schema is a DatabaseError.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseError(f"{path} does not exist: run `katapult-etl sync` first")
+    # DEFERRED: a reader must not take SQLite's write lock, and so never waits for a running sync.
+    engine = open_engine(url)
+    try:
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            revision = current_revision(connection)
+            if revision != head_revision():
+                raise DatabaseError(
+                    f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
+                    "run `katapult-etl db upgrade` (or a sync) first"
+                )
+            yield connection
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from None
+    finally:
+        engine.dispose()
+
+
 def describe(error: SQLAlchemyError) -> str:
     """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error
-    return " ".join(str(original).split()) or type(original).__name__
+    # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").
+    first = str(original).strip().split("\n")[0]
+    return " ".join(first.split()) or type(original).__name__

@@ -1,4 +1,4 @@
-"""Everything that differs between databases, in one place: upserts and locks.
+"""Everything that differs between databases, in one place: upserts, locks and partial indexes.
 
 SQLite and PostgreSQL upsert with INSERT ... ON CONFLICT DO UPDATE, MySQL and MariaDB with
 INSERT ... ON DUPLICATE KEY UPDATE. The run lock keeps two syncs of one scope apart and dies with its
@@ -11,18 +11,31 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, text
+from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.dml import Insert
 
 from .database import sqlite_path
 from .errors import DatabaseError, RunLockedError
 
 ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# How long MySQL waits for another run's merge or migration: far longer than either takes.
+MYSQL_LOCK_WAIT_SECONDS = 3600
+# MySQL tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0003); a temporary
+# table joined with them must too, or MySQL refuses to compare across the two collations.
+# (mariadb_ options for mariadb:// URLs, mysql_ ones for mysql:// URLs)
+EXACT_TEXT_TABLE_OPTIONS = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+}
+# Indexes with a WHERE clause; MySQL and MariaDB cannot build them (migration 0001 leaves them out there).
+PARTIAL_INDEXES = ("uq_package_snapshots_current",)
 
 
 def upsert(
@@ -55,6 +68,34 @@ def upsert(
     raise DatabaseError(f"katapult-etl does not support {dialect_name} databases")
 
 
+class BulkInsert:
+    """One INSERT compiled once and sent through the driver's executemany for each page.
+
+    A page is a few hundred plain values (text, numbers, booleans, NULL) that need no SQLAlchemy type
+    processing; skipping it per row is most of the cost of staging a large catalogue.
+    """
+
+    def __init__(self, statement: Insert, columns: Sequence[str], dialect: Dialect) -> None:
+        values = statement.values({name: bindparam(name) for name in columns})
+        compiled = values.compile(dialect=dialect)
+        self._sql = compiled.string
+        self._order = compiled.positiontup  # None where the driver takes named parameters
+
+    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        if self._order is None:
+            parameters: list[Any] = list(rows)
+        else:
+            parameters = [tuple(row[name] for name in self._order) for row in rows]
+        connection.exec_driver_sql(self._sql, parameters)
+
+
+def json_from_text(dialect_name: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """JSON text as a value for a JSON column: PostgreSQL's jsonb wants a cast; the others take text."""
+    if dialect_name == "postgresql":
+        return cast(column, postgresql.JSONB)
+    return column
+
+
 @contextlib.contextmanager
 def run_lock(engine: Engine, database_url: str, scope: str) -> Iterator[None]:
     """Hold the lock of one scope for the whole run; RunLockedError at once if another run has it."""
@@ -72,6 +113,15 @@ def run_lock(engine: Engine, database_url: str, scope: str) -> Iterator[None]:
         raise DatabaseError(f"katapult-etl does not support {name} databases")
 
 
+def include_in_schema(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's include_object filter for one database: MySQL has no partial indexes, so it has none of ours."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return type_ != "index" or name not in PARTIAL_INDEXES or dialect_name in ("postgresql", "sqlite")
+
+    return include
+
+
 def merge_lock(connection: Connection) -> None:
     """Serialise the merges of runs of different scopes, which may touch the same packages.
 
@@ -82,13 +132,34 @@ def merge_lock(connection: Connection) -> None:
     if name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("merge")})
     elif name in ("mysql", "mariadb"):
-        connection.execute(text("DO GET_LOCK(:name, -1)"), {"name": _mysql_lock_name(connection, "merge")})
+        _mysql_wait_for_lock(connection, "merge")
 
 
 def release_merge_lock(connection: Connection) -> None:
     """MySQL's named locks outlive transactions: let go of the merge lock once the merge is over."""
     if connection.dialect.name in ("mysql", "mariadb"):
         connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": _mysql_lock_name(connection, "merge")})
+
+
+@contextlib.contextmanager
+def migration_lock(connection: Connection) -> Iterator[None]:
+    """One migration at a time: two first runs (of different scopes) must not both build the schema.
+
+    Taken inside the migration's transaction; the second run waits, then finds the schema at head.
+    SQLite's BEGIN IMMEDIATE already serialises migrations. MySQL commits each DDL statement at once,
+    so there the lock is a named one, held until the migration is over.
+    """
+    name = connection.dialect.name
+    if name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("migrate")})
+    if name not in ("mysql", "mariadb"):
+        yield
+        return
+    _mysql_wait_for_lock(connection, "migrate")
+    try:
+        yield
+    finally:
+        connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": _mysql_lock_name(connection, "migrate")})
 
 
 def _lock_key(scope: str) -> int:
@@ -141,14 +212,26 @@ def _mysql_lock_name(connection: Connection, scope: str) -> str:
     return f"katapult-etl:{digest}"
 
 
+def _mysql_wait_for_lock(connection: Connection, purpose: str) -> None:
+    # MariaDB refuses GET_LOCK's "-1 = wait forever" (NULL, no lock): wait a bounded while instead.
+    got = connection.execute(
+        text("SELECT GET_LOCK(:name, :seconds)"),
+        {"name": _mysql_lock_name(connection, purpose), "seconds": MYSQL_LOCK_WAIT_SECONDS},
+    ).scalar()
+    if got != 1:
+        raise DatabaseError(f"another run held the {purpose} lock for over {MYSQL_LOCK_WAIT_SECONDS} s")
+
+
 @contextlib.contextmanager
 def _mysql_lock(engine: Engine, scope: str) -> Iterator[None]:
     with engine.connect() as connection:
         name = _mysql_lock_name(connection, scope)
         got = connection.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar()
+        connection.commit()  # the lock belongs to the session: no transaction stays open for the run
         if got != 1:
             raise RunLockedError(f"another sync of {scope} is running on this database")
         try:
             yield
         finally:
             connection.execute(text("DO RELEASE_LOCK(:name)"), {"name": name})
+            connection.commit()

@@ -98,7 +98,15 @@ class DatabaseError(EtlError):
     """The database could not be reached, locked us out, or is at an unknown revision."""
 
 
+class UnknownPackageError(EtlError):
+    """No package, or more than one, has the id or permalink asked about."""
+
+
 class RunLockedError(EtlError):
     """Another sync of the same scope holds the run lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class MetricsError(EtlError):
+    """The metrics file (--metrics-file) could not be written."""

@@ -139,6 +139,11 @@ class PackageSnapshot(PackageAttributes, Base):
     group_id: Mapped[str | None] = mapped_column(String(64))
     group_name: Mapped[str | None] = mapped_column(String(255))
     raw: Mapped[dict[str, Any]]
+    # The columns that differ from the package's previous version, comma-separated and sorted
+    # ("raw" when only keys without a column changed); NULL for a package's first version.
+    changed_fields: Mapped[str | None] = mapped_column(Text)
+    # The run that closed this version, by a newer version or by the package's removal.
+    closed_by_sync_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sync_runs.id"), index=True)
 
     __table_args__ = (
         Index(None, "package_id", "valid_from"),

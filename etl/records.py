@@ -13,15 +13,27 @@ from typing import Any
 
 from .errors import RecordError
 
-INTEGER_FIELDS = (
-    "cpu_cores",
-    "ipv4_addresses",
-    "memory_in_gb",
-    "storage_in_gb",
-    "monthly_bandwidth_allowance_in_gb",
+# (key in the package, column, JSON type it must have when present)
+TOP_LEVEL_FIELDS = (
+    ("name", "name", str),
+    ("permalink", "permalink", str),
+    ("cpu_cores", "cpu_cores", int),
+    ("ipv4_addresses", "ipv4_addresses", int),
+    ("memory_in_gb", "memory_in_gb", int),
+    ("storage_in_gb", "storage_in_gb", int),
+    ("monthly_bandwidth_allowance_in_gb", "monthly_bandwidth_allowance_in_gb", int),
+    ("privacy", "privacy", str),
+    ("use_dedicated_cpus", "use_dedicated_cpus", bool),
 )
-TEXT_FIELDS = ("name", "permalink", "privacy")
-ICON_TEXT_FIELDS = ("url", "file_name", "file_type", "digest")
+GROUP_FIELDS = (("id", "group_id", str), ("name", "group_name", str))
+ICON_FIELDS = (
+    ("url", "icon_url", str),
+    ("file_name", "icon_file_name", str),
+    ("file_type", "icon_file_type", str),
+    ("file_size", "icon_file_size", int),
+    ("digest", "icon_digest", str),
+)
+TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
 
 # Every column a package row has, in a stable order (the staging table, snapshots and packages share it).
 ATTRIBUTE_COLUMNS = (
@@ -50,66 +62,52 @@ def canonical_json(value: Any) -> str:
 
 
 def content_hash(raw: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+    return hash_of_text(canonical_json(raw))
+
+
+def hash_of_text(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def package_row(raw: Any) -> dict[str, Any]:
-    """The columns of one package, plus `id`, `content_hash` and `raw`; RecordError if it cannot be stored."""
+    """The columns of one package, plus `id`, `content_hash` and `raw_json` (its canonical JSON text).
+
+    RecordError if it cannot be stored. Runs once per package per sync, hence the plain loops.
+    """
     if not isinstance(raw, dict):
         raise RecordError(f"a package is {type(raw).__name__}, not a JSON object")
     package_id = raw.get("id")
-    if not isinstance(package_id, str) or not package_id:
+    if type(package_id) is not str or not package_id:
         raise RecordError(f"a package has no id (name {raw.get('name')!r})")
     row: dict[str, Any] = {"id": package_id}
-    for name in TEXT_FIELDS:
-        row[name] = _text(raw, name, package_id)
-    for name in INTEGER_FIELDS:
-        row[name] = _integer(raw, name, package_id)
-    row["use_dedicated_cpus"] = _boolean(raw, "use_dedicated_cpus", package_id)
-    row.update(_group_columns(raw.get("group"), package_id))
-    row.update(_icon_columns(raw.get("icon"), package_id))
-    row["content_hash"] = content_hash(raw)
-    row["raw"] = raw
+    _take(row, raw, TOP_LEVEL_FIELDS, package_id, "")
+    _take(row, _object(raw, "group", package_id), GROUP_FIELDS, package_id, "group.")
+    _take(row, _object(raw, "icon", package_id), ICON_FIELDS, package_id, "icon.")
+    text = canonical_json(raw)
+    row["content_hash"] = hash_of_text(text)
+    row["raw_json"] = text
     return row
 
 
-def _group_columns(group: Any, package_id: str) -> dict[str, Any]:
-    if group is None:
-        return {"group_id": None, "group_name": None}
-    if not isinstance(group, dict):
-        raise RecordError(f"package {package_id}: group is {group!r}, not an object")
-    return {
-        "group_id": _text(group, "id", package_id, "group.id"),
-        "group_name": _text(group, "name", package_id, "group.name"),
-    }
+def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise RecordError(f"package {package_id}: {key} is {value!r}, not an object")
+    return value
 
 
-def _icon_columns(icon: Any, package_id: str) -> dict[str, Any]:
-    if icon is None:
-        icon = {}
-    if not isinstance(icon, dict):
-        raise RecordError(f"package {package_id}: icon is {icon!r}, not an object")
-    columns = {f"icon_{name}": _text(icon, name, package_id, f"icon.{name}") for name in ICON_TEXT_FIELDS}
-    columns["icon_file_size"] = _integer(icon, "file_size", package_id, "icon.file_size")
-    return columns
-
-
-def _text(source: dict[str, Any], key: str, package_id: str, label: str | None = None) -> str | None:
-    value = source.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise RecordError(f"package {package_id}: {label or key} is {value!r}, not text")
-
-
-def _integer(source: dict[str, Any], key: str, package_id: str, label: str | None = None) -> int | None:
-    value = source.get(key)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise RecordError(f"package {package_id}: {label or key} is {value!r}, not a whole number")
-
-
-def _boolean(source: dict[str, Any], key: str, package_id: str) -> bool | None:
-    value = source.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    raise RecordError(f"package {package_id}: {key} is {value!r}, not true or false")
+def _take(
+    row: dict[str, Any],
+    source: dict[str, Any],
+    fields: tuple[tuple[str, str, type], ...],
+    package_id: str,
+    prefix: str,
+) -> None:
+    for key, column, kind in fields:
+        value = source.get(key)
+        # `type(...) is`, not isinstance: JSON true must not pass as the whole number 1.
+        if value is not None and type(value) is not kind:
+            raise RecordError(f"package {package_id}: {prefix}{key} is {value!r}, not {TYPE_NAMES[kind]}")
+        row[column] = value

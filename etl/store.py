@@ -6,8 +6,10 @@ Python), then merges the staging table into the real tables with a handful of st
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
+from functools import reduce
 from typing import Any
 
 from sqlalchemy import (
@@ -31,10 +33,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from .dialects import merge_lock, release_merge_lock, upsert
+from .dialects import (
+    EXACT_TEXT_TABLE_OPTIONS,
+    BulkInsert,
+    json_from_text,
+    merge_lock,
+    release_merge_lock,
+    upsert,
+)
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS
-from .types import JsonDocument, UtcDateTime
+from .types import UtcDateTime
 
 CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
 
@@ -60,12 +69,15 @@ STAGING = Table(
     Column("icon_file_size", BigInteger),
     Column("icon_digest", String(255)),
     Column("content_hash", String(64), nullable=False),
-    Column("raw", JsonDocument, nullable=False),
+    # Text, not JSON: the canonical text records.py already made, stored without a second encoding.
+    Column("raw_json", Text, nullable=False),
     Column("change", String(16)),
+    Column("changed_fields", Text),
     prefixes=["TEMPORARY"],
+    **EXACT_TEXT_TABLE_OPTIONS,
 )
 PACKAGE_COLUMNS = ("id", *ATTRIBUTE_COLUMNS, "content_hash")
-STAGED_COLUMNS = (*PACKAGE_COLUMNS, "raw")
+STAGED_COLUMNS = (*PACKAGE_COLUMNS, "raw_json")
 # packages has no group_name: the group's name lives in package_groups (and in each version).
 PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group_name")
 
@@ -73,7 +85,20 @@ PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group
 class Store:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._dialect = session.get_bind().dialect.name
+        dialect = session.get_bind().dialect
+        self._dialect = dialect.name
+        self._staging_insert = BulkInsert(
+            upsert(
+                self._dialect,
+                STAGING,
+                None,
+                columns=STAGED_COLUMNS,
+                key=["id"],
+                update_from_incoming=STAGED_COLUMNS[1:],
+            ),
+            STAGED_COLUMNS,
+            dialect,
+        )
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -89,18 +114,9 @@ class Store:
 
     def stage(self, rows: Iterable[dict[str, Any]]) -> None:
         """Add one page; an id already staged (items shift while paging) keeps its newest content."""
-        unique = {row["id"]: {name: row[name] for name in STAGED_COLUMNS} for row in rows}
-        if not unique:
-            return
-        statement = upsert(
-            self._dialect,
-            STAGING,
-            None,
-            columns=STAGED_COLUMNS,
-            key=["id"],
-            update_from_incoming=STAGED_COLUMNS[1:],
-        )
-        self.session.execute(statement, list(unique.values()))
+        unique = {row["id"]: row for row in rows}
+        if unique:
+            self._staging_insert.execute(self.session.connection(), unique.values())
 
     def count_staged(self) -> int:
         return self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
@@ -124,6 +140,22 @@ class Store:
         rows = self.session.execute(select(STAGING.c.change, func.count()).group_by(STAGING.c.change))
         counts.update({change: count for change, count in rows})
         return counts
+
+    def name_changed_fields(self) -> None:
+        """Note, for each updated or restored package, the columns that differ from its latest version."""
+        latest = PackageSnapshot.__table__.alias("latest")
+        later = PackageSnapshot.__table__.alias("later")
+        previous = (
+            select(_changed_fields(latest, STAGING))
+            .where(
+                latest.c.package_id == STAGING.c.id,
+                ~exists().where(later.c.package_id == latest.c.package_id, later.c.valid_from > latest.c.valid_from),
+            )
+            .scalar_subquery()
+        )
+        self.session.execute(
+            update(STAGING).where(STAGING.c.change.in_(("updated", "restored"))).values(changed_fields=previous)
+        )
 
     # -- the merge -------------------------------------------------------------------------------
 
@@ -151,12 +183,12 @@ class Store:
             )
         )
 
-    def close_versions_of_updated(self, now: datetime) -> None:
+    def close_versions_of_updated(self, run_id: int, now: datetime) -> None:
         updated = select(STAGING.c.id).where(STAGING.c.change == "updated")
         self.session.execute(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(updated))
-            .values(valid_to=now)
+            .values(valid_to=now, closed_by_sync_run_id=run_id)
         )
 
     def upsert_packages(self, now: datetime) -> None:
@@ -182,9 +214,13 @@ class Store:
             STAGING.c.id,
             literal(run_id),
             _at(now),
-            *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash", "raw")),
+            *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash")),
+            json_from_text(self._dialect, STAGING.c.raw_json),
+            STAGING.c.changed_fields,
         ).where(STAGING.c.change != "unchanged")
-        columns = ("package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw")
+        columns = (
+            "package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw", "changed_fields"
+        )
         self.session.execute(PackageSnapshot.__table__.insert().from_select(columns, changed))
 
     def upsert_listings(self, scope: str, now: datetime) -> None:
@@ -229,7 +265,7 @@ class Store:
             .where(_listed_in(scope), _not_staged(), not_(listed_elsewhere))
         ).scalar_one()
 
-    def remove_missing(self, scope: str, now: datetime) -> int:
+    def remove_missing(self, scope: str, run_id: int, now: datetime) -> int:
         """Unlist what the walk did not see; remove the packages no scope lists any more."""
         self.session.execute(
             update(PackageListing).where(_listed_in(scope), _not_staged()).values(unlisted_at=now)
@@ -238,7 +274,7 @@ class Store:
         self.session.execute(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(orphans))
-            .values(valid_to=now)
+            .values(valid_to=now, closed_by_sync_run_id=run_id)
         )
         result = self.session.execute(
             update(Package).where(Package.removed_at.is_(None), Package.id.in_(orphans)).values(removed_at=now)
@@ -287,6 +323,23 @@ def _unlisted_everywhere(scope: str) -> Any:
         listing.c.unlisted_at.is_not(None),
         ~exists().where(active.c.package_id == listing.c.package_id, active.c.unlisted_at.is_(None)),
     )
+
+
+def _changed_fields(previous: Any, staged: Any) -> Any:
+    """The sorted names of the columns that differ, comma-separated; "raw" when only keys without a
+    column differ; "" when nothing does (a package restored as it was removed).
+
+    Built as ",a,b" and cut after the first character: `+` on strings becomes each database's concat.
+    """
+    listed = reduce(
+        operator.add,
+        (
+            case((staged.c[name].is_distinct_from(previous.c[name]), literal(f",{name}")), else_=literal(""))
+            for name in sorted(ATTRIBUTE_COLUMNS)
+        ),
+    )
+    only_raw = case((staged.c.content_hash != previous.c.content_hash, literal("raw")), else_=literal(""))
+    return case((listed == "", only_raw), else_=func.substr(listed, 2))
 
 
 def _at(instant: datetime | None) -> Any:

@@ -8,17 +8,11 @@ from alembic import context
 
 from etl.config import DEFAULT_DATABASE_URL
 from etl.database import open_engine
+from etl.dialects import include_in_schema
 from etl.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    # MySQL has no partial indexes: there the one-current-version rule is kept by the merge alone.
-    if type_ == "index" and name == "uq_package_snapshots_current":
-        return context.get_context().dialect.name in ("postgresql", "sqlite")
-    return True
 
 
 def run_migrations(connection) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +21,8 @@ def run_migrations(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         compare_type=True,
         render_as_batch=connection.dialect.name == "sqlite",
-        include_object=include_object,
+        # MySQL has no partial indexes: there the one-current-version rule is kept by the merge alone.
+        include_object=include_in_schema(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh real database per test (SQLite always, PostgreSQL when TEST_DATABASE_URL
-names one) and the fake Katapult API on a free loopback port."""
+names one, MariaDB or MySQL when TEST_MYSQL_URL does) and the fake Katapult API on a free loopback port."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from etl.pipeline import Hooks
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
+    "mysql": "TEST_MYSQL_URL",
 }
 _skipped_servers: set[str] = set()
 
@@ -40,17 +41,37 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 def empty_database(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        if make_url(url).get_backend_name() == "postgresql":
+        backend = make_url(url).get_backend_name()
+        if backend == "postgresql":
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
+        elif backend in ("mysql", "mariadb"):
+            _drop_everything_in_mysql(connection)
     engine.dispose()
+
+
+def _drop_everything_in_mysql(connection: Any) -> None:
+    """MySQL has no schema to drop and recreate: drop each view and table of the database instead, and
+    give it back the server's default collation (the migrations change it)."""
+    charset, collation = connection.execute(text("SELECT @@character_set_server, @@collation_server")).one()
+    connection.execute(text(f"ALTER DATABASE CHARACTER SET {charset} COLLATE {collation}"))
+    objects = connection.execute(
+        text(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() ORDER BY table_type = 'VIEW' DESC"
+        )
+    ).all()
+    connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+    for name, kind in objects:
+        connection.execute(text(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS `{name}`"))
+    connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for kind in sorted(_skipped_servers):
         terminalreporter.write_line(
             f"WARNING: no {kind} server was named ({SERVER_DATABASES[kind]} unset): "
-            f"every {kind} test was SKIPPED; only SQLite was tested.",
+            f"every {kind} test was SKIPPED; {kind} was not tested.",
             yellow=True,
             bold=True,
         )

@@ -1,0 +1,134 @@
+"""The last run as Prometheus metrics, in a file for node_exporter's textfile collector.
+
+The file is replaced atomically (written beside, then renamed over), so the collector never reads half
+of it. A failed run keeps the last success's timestamp, read back from the file it replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, MetricsError
+from .pipeline import RunCounts, RunResult
+
+PREFIX = "katapult_etl"
+STATUSES = ("succeeded", "incomplete", "failed")
+CHANGES = ("created", "updated", "restored", "removed", "unchanged")
+LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What the metrics say about one run; `counts` is None for a failed run (they died with it)."""
+
+    scope: str
+    status: str
+    exit_code: int
+    finished_at: float  # Unix time
+    seconds: float
+    counts: RunCounts | None = None
+
+
+def report_of(result: RunResult, seconds: float, finished_at: float) -> RunReport:
+    return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts)
+
+
+def check_writable(path: Path) -> None:
+    """Before the run: a metrics file that cannot be written is a usage error, found before any work."""
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the metrics file {path}: {folder} is not a writable folder")
+
+
+def write_metrics(path: Path, report: RunReport) -> None:
+    """Replace the metrics file with this run's metrics."""
+    last_success = report.finished_at if report.status == "succeeded" else read_last_success(path, report.scope)
+    try:
+        write_atomically(path, render(report, last_success))
+    except OSError as error:
+        raise MetricsError(f"cannot write the metrics file {path}: {error.strerror}") from error
+
+
+def render(report: RunReport, last_success: float | None) -> str:
+    """The Prometheus text exposition format; the last success is left out until there is one."""
+    scope = f'scope="{_escape(report.scope)}"'
+    blocks = [
+        _gauge("last_run_timestamp_seconds", "When the last run ended, in Unix time.", [(scope, report.finished_at)])
+    ]
+    if last_success is not None:
+        help_text = "When the last succeeded run ended, in Unix time."
+        blocks.append(_gauge("last_success_timestamp_seconds", help_text, [(scope, last_success)]))
+    blocks += [
+        _gauge(
+            "last_run_status",
+            "The last run's status: 1 for the status it ended with, 0 for the others.",
+            [(f'{scope},status="{status}"', int(status == report.status)) for status in STATUSES],
+        ),
+        _gauge("last_run_exit_code", "The exit code of the last run.", [(scope, report.exit_code)]),
+        _gauge("run_duration_seconds", "How long the last run took.", [(scope, report.seconds)]),
+    ]
+    if report.counts is not None:
+        blocks += _count_gauges(scope, report.counts)
+    return "".join(blocks)
+
+
+def _count_gauges(scope: str, counts: RunCounts) -> list[str]:
+    return [
+        _gauge("pages_fetched", "Pages the last run stored.", [(scope, counts.pages_fetched)]),
+        _gauge("requests", "HTTP requests the last run sent, retries included.", [(scope, counts.requests)]),
+        _gauge("retries", "Requests the last run sent again after a failure.", [(scope, counts.retries)]),
+        _gauge("packages_seen", "Distinct packages the last run saw.", [(scope, counts.packages_seen)]),
+        _gauge(
+            "packages",
+            "Packages the last run created, updated, restored, removed or left unchanged.",
+            [(f'{scope},change="{change}"', getattr(counts, change)) for change in CHANGES],
+        ),
+    ]
+
+
+def _gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> str:
+    """One metric family: its HELP and TYPE lines, then one line per (labels, value)."""
+    lines = [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
+    lines += [f"{PREFIX}_{name}{{{labels}}} {_number(value)}" for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def read_last_success(path: Path, scope: str) -> float | None:
+    """The last success of this scope, from a metrics file written earlier; None when there is none."""
+    pattern = re.compile(rf'^{LAST_SUCCESS}\{{scope="{re.escape(_escape(scope))}"\}} (\S+)$', re.MULTILINE)
+    try:
+        match = pattern.search(path.read_text())
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def write_atomically(path: Path, content: str) -> None:
+    """Write beside the file, flush it to disk, then rename it over the file in one step."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; the collector runs as another user
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _escape(label_value: str) -> str:
+    return label_value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    """Whole numbers without a decimal point, others to the millisecond."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"

@@ -1,0 +1,121 @@
+"""`sync --dry-run`: walks and reports what would be created, updated and removed; writes nothing at all."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from etl.catalogue import synthetic_catalogue
+from etl.database import head_revision
+from etl.fakeapi import Fault
+
+from .dbstate import every_table, sync
+
+
+@pytest.fixture
+def changed(cli, database_url, api):
+    """12 synced packages; the API now lists one changed, one gone and one new."""
+    api.packages = synthetic_catalogue(12)
+    assert sync(cli, database_url, api).exit_code == 0
+    api.packages[0]["memory_in_gb"] += 1
+    api.packages.pop()
+    api.packages.append(synthetic_catalogue(1, seed=9)[0])
+    api.requests.clear()
+
+
+def files_beside(database_url: str) -> dict[str, str]:
+    """The SQLite file and its neighbours (journal, lock file), by name and content hash."""
+    if make_url(database_url).get_backend_name() != "sqlite":
+        return {}
+    folder = Path(make_url(database_url).database).parent
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_url, api, changed):
+    tables, files = every_table(database_url), files_beside(database_url)
+
+    result = sync(cli, database_url, api, "--dry-run")
+
+    assert (result.exit_code, result.err) == (0, "")
+    assert result.out.startswith(
+        "dry run: scope=public api=public pages=3 packages_seen=12 created=1 updated=1 restored=0 removed=1 "
+        "unchanged=10 seconds="
+    )
+    assert " run=" not in result.out
+    assert len(api.requests) == 3
+    assert every_table(database_url) == tables
+    assert files_beside(database_url) == files
+
+
+def test_a_dry_run_says_it_would_refuse_a_mass_removal(cli, database_url, api, changed):
+    tables = every_table(database_url)
+    del api.packages[2:]
+
+    result = sync(cli, database_url, api, "--dry-run")
+
+    assert result.exit_code == 4
+    assert "removed=0" in result.out
+    assert result.err == (
+        "katapult-etl: mass removal refused: 10 of the 12 packages listed in public are missing; nothing removed "
+        "(run again with --allow-mass-removal if that is right)\n"
+    )
+    assert every_table(database_url) == tables
+
+
+def test_a_dry_run_that_fails_leaves_no_run_row(cli, database_url, api, changed):
+    tables = every_table(database_url)
+    api.add_fault(Fault(status=404, error_code="route_not_found", page=2))
+
+    result = sync(cli, database_url, api, "--dry-run")
+
+    assert result.exit_code == 1
+    assert result.err.endswith("HTTP 404 route_not_found: No route matches the path and method provided\n")
+    assert every_table(database_url) == tables
+
+
+def test_a_dry_run_needs_an_existing_database(cli, api, tmp_path):
+    path = tmp_path / "katapult.db"
+
+    result = cli("sync", "--database-url", f"sqlite:///{path}", "--api-url", api.url, "--dry-run")
+
+    assert (result.exit_code, result.out) == (1, "")
+    assert result.err == (
+        f"katapult-etl: {path} does not exist: a dry run compares with a database and writes nothing\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert api.requests == []
+
+
+def test_a_dry_run_needs_a_database_at_the_newest_schema(cli, database_url, api):
+    if make_url(database_url).get_backend_name() == "sqlite":
+        sqlite3.connect(make_url(database_url).database).close()  # an empty file
+    files = files_beside(database_url)
+
+    result = cli("sync", "--database-url", database_url, "--api-url", api.url, "--dry-run")
+
+    assert (result.exit_code, result.out) == (1, "")
+    assert result.err == (
+        f"katapult-etl: the database schema is at revision none, not {head_revision()}: "
+        "run `katapult-etl db upgrade` first (a dry run writes nothing)\n"
+    )
+    assert every_table(database_url) == {}
+    assert files_beside(database_url) == files
+    assert api.requests == []
+
+
+def test_a_dry_run_does_not_wait_for_another_writer(cli, api, tmp_path):
+    url = f"sqlite:///{tmp_path / 'katapult.db'}"
+    assert cli("sync", "--database-url", url, "--api-url", api.url).exit_code == 0
+    writer = sqlite3.connect(tmp_path / "katapult.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # e.g. a sync of another scope, merging
+    try:
+        result = cli("sync", "--database-url", f"{url}?timeout=0.2", "--api-url", api.url, "--dry-run")
+    finally:
+        writer.close()
+
+    assert (result.exit_code, result.err) == (0, ""), result.err
+    assert "unchanged=20" in result.out

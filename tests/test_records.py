@@ -1,0 +1,92 @@
+"""A package as Katapult sends it → one row, on its own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from etl.catalogue import public_catalogue
+from etl.errors import RecordError
+from etl.records import canonical_json, package_row
+
+
+def rock_1() -> dict:
+    return public_catalogue()[0]
+
+
+def test_a_current_package_becomes_one_row():
+    row = package_row(rock_1())
+
+    assert {k: v for k, v in row.items() if k not in ("content_hash", "raw_json")} == {
+        "id": "vmpkg_Eh5LYVKScVHpj7sM",
+        "name": "ROCK-1",
+        "permalink": "rock-1",
+        "cpu_cores": 1,
+        "ipv4_addresses": 1,
+        "memory_in_gb": 1,
+        "storage_in_gb": 10,
+        "monthly_bandwidth_allowance_in_gb": None,
+        "privacy": "public",
+        "use_dedicated_cpus": False,
+        "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl",
+        "group_name": "Standard vCPU",
+        "icon_url": None,
+        "icon_file_name": None,
+        "icon_file_type": None,
+        "icon_file_size": None,
+        "icon_digest": None,
+    }
+    assert json.loads(row["raw_json"]) == rock_1()
+    assert row["content_hash"] == hashlib.sha256(row["raw_json"].encode()).hexdigest()
+
+
+def test_the_hash_ignores_key_order_and_sees_every_value():
+    package = rock_1()
+    reordered = dict(reversed(list(package.items())))
+    changed = {**package, "storage_in_gb": 11}
+
+    assert package_row(reordered)["content_hash"] == package_row(package)["content_hash"]
+    assert package_row(changed)["content_hash"] != package_row(package)["content_hash"]
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'
+
+
+def test_an_older_api_version_leaves_columns_null_and_unknown_keys_in_raw():
+    package = rock_1()
+    for key in ("group", "use_dedicated_cpus", "monthly_bandwidth_allowance_in_gb"):
+        del package[key]
+    package["icon"] = {"url": "https://katapult.example/rock.png"}
+    package["launch_price"] = 5
+
+    row = package_row(package)
+
+    assert (row["group_id"], row["group_name"], row["use_dedicated_cpus"]) == (None, None, None)
+    assert (row["icon_url"], row["icon_file_size"]) == ("https://katapult.example/rock.png", None)
+    assert json.loads(row["raw_json"])["launch_price"] == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": None}, "a package has no id (name 'ROCK-1')"),
+        ({"id": ""}, "a package has no id (name 'ROCK-1')"),
+        ({"cpu_cores": "1"}, "package vmpkg_Eh5LYVKScVHpj7sM: cpu_cores is '1', not a whole number"),
+        ({"memory_in_gb": 1.5}, "package vmpkg_Eh5LYVKScVHpj7sM: memory_in_gb is 1.5, not a whole number"),
+        ({"storage_in_gb": True}, "package vmpkg_Eh5LYVKScVHpj7sM: storage_in_gb is True, not a whole number"),
+        ({"use_dedicated_cpus": 1}, "package vmpkg_Eh5LYVKScVHpj7sM: use_dedicated_cpus is 1, not true or false"),
+        ({"name": 7}, "package vmpkg_Eh5LYVKScVHpj7sM: name is 7, not text"),
+        ({"group": "Standard"}, "package vmpkg_Eh5LYVKScVHpj7sM: group is 'Standard', not an object"),
+        ({"group": {"id": 5}}, "package vmpkg_Eh5LYVKScVHpj7sM: group.id is 5, not text"),
+        ({"icon": {"file_size": "2kB"}}, "package vmpkg_Eh5LYVKScVHpj7sM: icon.file_size is '2kB', not a whole number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused(change, message):
+    with pytest.raises(RecordError) as refused:
+        package_row({**rock_1(), **change})
+    assert str(refused.value) == message
+
+
+def test_a_package_that_is_not_an_object_is_refused():
+    with pytest.raises(RecordError, match="^a package is list, not a JSON object$"):
+        package_row(["vmpkg_Eh5LYVKScVHpj7sM"])
