@@ -181,6 +181,8 @@ class FakeKatapult:
         self.url = ""
         self._faults: list[Fault] = []
         self._used = 0  # requests counted against the rate limit
+        self._in_flight = 0
+        self.peak_in_flight = 0  # the most requests the server was answering at one time
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -228,10 +230,10 @@ class FakeKatapult:
         with self._lock:
             self._faults.extend([fault] * times)
 
-    def reset_rate_limit(self) -> None:
-        """Start counting requests against the rate limit from zero again."""
+    def reset_rate_limit(self, used: int = 0) -> None:
+        """Count requests against the rate limit from `used` (0: a fresh minute) again."""
         with self._lock:
-            self._used = 0
+            self._used = used
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         """Remember or forget an open client connection."""
@@ -241,6 +243,17 @@ class FakeKatapult:
     # --- request handling --------------------------------------------------
 
     def _handle(self, handler: _Handler) -> None:
+        """Answer one request, counting the requests being answered at the same time."""
+        with self._lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            self._answer(handler)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, handler: _Handler) -> None:
         """Record, count, then answer with the queued fault or the normal response."""
         self._drain_body(handler)
         split = urlsplit(handler.path)

@@ -36,6 +36,7 @@ from .errors import (
     EtlError,
     InvalidArgumentError,
 )
+from .pacing import pages_in_flight
 from .paginator import PageWalk
 from .records import package_row
 from .store import Store
@@ -334,23 +335,40 @@ def _walk(
 
 
 def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concurrency: int) -> Iterator[Page]:
-    """Pages in order, each checked by the walk; known pages are fetched `concurrency` at a time."""
+    """Pages in order, each checked by the walk; known pages are fetched up to `concurrency` at a time,
+    fewer as Katapult's rate limit runs low."""
     wanted: deque[int] = deque(walk.start())
     in_flight: deque[tuple[int, Future[Page]]] = deque()
+    allowed = concurrency
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         try:
             while wanted or in_flight:
-                while wanted and len(in_flight) < concurrency:
+                while wanted and len(in_flight) < allowed:
                     number = wanted.popleft()
                     in_flight.append((number, pool.submit(client.fetch_page, number, per_page)))
                 number, future = in_flight.popleft()
                 page = future.result()
                 ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
                 wanted.extend(walk.accept(number, page.pagination, [str(i) for i in ids]))
+                allowed = _paced(allowed, concurrency, page)
                 yield page
         finally:
             for _, future in in_flight:
                 future.cancel()
+
+
+def _paced(allowed: int, concurrency: int, page: Page) -> int:
+    """The pages that may be in flight after this one, logged when that changes."""
+    paced = pages_in_flight(concurrency, page.rate_limit_remaining, page.rate_limit_permitted)
+    if paced != allowed:
+        log.info(
+            "X-Ratelimit-Remaining is %s of %s: fetching %d page(s) at a time",
+            page.rate_limit_remaining,
+            page.rate_limit_permitted,
+            paced,
+            extra={"rate_limit_remaining": page.rate_limit_remaining, "in_flight": paced},
+        )
+    return paced
 
 
 def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:

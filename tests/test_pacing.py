@@ -1,0 +1,80 @@
+"""Concurrent page fetches, and how they slow down as Katapult's rate-limit allowance runs low."""
+
+from __future__ import annotations
+
+import pytest
+
+from etl.catalogue import synthetic_catalogue
+from etl.pacing import pages_in_flight
+
+from .conftest import query
+
+LATENCY = 0.1  # long enough that requests sent together are answered together
+
+
+@pytest.mark.parametrize(
+    ("remaining", "permitted", "expected"),
+    [
+        (None, None, 4),  # no headers: nothing to pace by
+        (100, 1000, 4),  # at the reserve, a tenth of the allowance
+        (99, 1000, 3),
+        (50, 1000, 2),
+        (25, 1000, 1),
+        (0, 1000, 1),  # never stop: a 429 is retried with backoff
+        (8, 20, 4),  # a small allowance: the reserve is two requests per fetcher
+        (7, 20, 3),
+        (1, None, 1),
+    ],
+)
+def test_pages_in_flight_falls_with_the_remaining_allowance(remaining, permitted, expected):
+    assert pages_in_flight(4, remaining, permitted) == expected
+
+
+def test_one_fetcher_stays_one():
+    assert pages_in_flight(1, 0, 600) == 1
+
+
+@pytest.fixture
+def slow_catalogue(api):
+    api.packages = synthetic_catalogue(1000)
+    api.latency = LATENCY
+    api.rate_limit_permitted = 1000
+    return api
+
+
+def sync(cli, tmp_path, api, *extra):
+    return cli(
+        "sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url, "--per-page", "100", *extra
+    )
+
+
+def test_pages_after_the_first_are_fetched_concurrency_at_a_time(cli, tmp_path, slow_catalogue):
+    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "3")
+
+    assert result.exit_code == 0, result.err
+    assert slow_catalogue.peak_in_flight == 3
+    assert len(slow_catalogue.requests) == 10
+
+
+def test_a_run_low_on_allowance_fetches_fewer_pages_at_a_time(cli, tmp_path, slow_catalogue):
+    slow_catalogue.reset_rate_limit(used=920)  # page 1 answers with 79 of 1000 remaining
+
+    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "4", "-v")
+
+    assert result.exit_code == 0, result.err
+    assert slow_catalogue.peak_in_flight == 3
+    assert "katapult-etl: INFO X-Ratelimit-Remaining is 79 of 1000: fetching 3 page(s) at a time" in result.err
+    assert "katapult-etl: INFO X-Ratelimit-Remaining is 74 of 1000: fetching 2 page(s) at a time" in result.err
+    assert query(f"sqlite:///{tmp_path / 'k.db'}", "SELECT status, requests, retries, packages_seen FROM sync_runs") == [
+        ("succeeded", 10, 0, 1000)
+    ]
+
+
+def test_a_nearly_spent_allowance_fetches_one_page_at_a_time(cli, tmp_path, slow_catalogue):
+    slow_catalogue.reset_rate_limit(used=980)  # 19 left: enough for the walk, not for haste
+
+    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "4")
+
+    assert result.exit_code == 0, result.err
+    assert slow_catalogue.peak_in_flight == 1
+    assert [r.query["page"] for r in slow_catalogue.requests] == [str(page) for page in range(1, 11)]
