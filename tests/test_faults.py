@@ -503,7 +503,10 @@ def _take_write_lock(database_url: str) -> dict[str, Any]:
         return {"release": connection.close}
     engine = create_engine(url.set(query={}))
     connection = engine.connect()
-    connection.execute(text("LOCK TABLE packages IN ACCESS EXCLUSIVE MODE"))
+    if url.get_backend_name() == "postgresql":
+        connection.execute(text("LOCK TABLE packages IN ACCESS EXCLUSIVE MODE"))
+    else:
+        connection.execute(text("LOCK TABLES packages WRITE"))
 
     def release() -> None:
         connection.close()
@@ -515,14 +518,15 @@ def _take_write_lock(database_url: str) -> dict[str, Any]:
 def with_short_lock_wait(database_url: str) -> str:
     """The URL with a lock wait of a fraction of a second, so a locked database fails fast."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return url.update_query_dict({"timeout": "0.2"}).render_as_string(hide_password=False)
-    return url.update_query_dict({"options": "-c lock_timeout=200"}).render_as_string(hide_password=False)
+    wait = {
+        "sqlite": {"timeout": "0.2"},
+        "postgresql": {"options": "-c lock_timeout=200"},
+        "mysql": {"init_command": "SET SESSION lock_wait_timeout = 1"},  # whole seconds only
+    }[url.get_backend_name()]
+    return url.update_query_dict(wait).render_as_string(hide_password=False)
 
 
 def test_a_database_locked_by_another_client_fails_the_run_and_the_next_run_lands(cli, database_url, api, seeded):
-    if make_url(database_url).get_backend_name() not in ("sqlite", "postgresql"):
-        pytest.skip("how to lock this database and wait briefly for it is not written yet")
     impatient = with_short_lock_wait(database_url)
 
     with write_lock_taken_on_page(database_url, api, page=3):
@@ -535,7 +539,10 @@ def test_a_database_locked_by_another_client_fails_the_run_and_the_next_run_land
         assert last_line(result.err) == error_line("database error: database is locked")
         assert runs(database_url) == [*seeded["runs"], ("running", None)]
     else:
-        message = "database error: canceling statement due to lock timeout"
+        message = {
+            "postgresql": "database error: canceling statement due to lock timeout",
+            "mysql": "database error: (1205, 'Lock wait timeout exceeded; try restarting transaction')",
+        }[make_url(database_url).get_backend_name()]
         assert last_line(result.err) == error_line(message)
         assert runs(database_url) == [*seeded["runs"], ("failed", message)]
 
