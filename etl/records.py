@@ -56,9 +56,13 @@ ATTRIBUTE_COLUMNS = (
 )
 
 
+# One encoder for every package: json.dumps with options builds a new one on each call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per content: sorted keys, no spaces, so equal content always hashes equal."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(raw: dict[str, Any]) -> str:

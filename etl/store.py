@@ -192,12 +192,11 @@ class Store:
         )
 
     def upsert_packages(self, now: datetime) -> None:
-        source = select(
-            *(STAGING.c[name] for name in PACKAGE_TABLE_COLUMNS),
-            _at(now),
-            _at(now),
-            _at(None),
-        ).where(true())  # SQLite needs a WHERE to tell ON CONFLICT from a join's ON
+        source = (
+            select(*(STAGING.c[name] for name in PACKAGE_TABLE_COLUMNS), _at(now), _at(now), _at(None))
+            .where(true())  # SQLite needs a WHERE to tell ON CONFLICT from a join's ON
+            .order_by(STAGING.c.id)  # in key order, each index page is read and written once
+        )
         self.session.execute(
             upsert(
                 self._dialect,
@@ -217,14 +216,14 @@ class Store:
             *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash")),
             json_from_text(self._dialect, STAGING.c.raw_json),
             STAGING.c.changed_fields,
-        ).where(STAGING.c.change != "unchanged")
+        ).where(STAGING.c.change != "unchanged").order_by(STAGING.c.id)  # key order: each index page once
         columns = (
             "package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw", "changed_fields"
         )
         self.session.execute(PackageSnapshot.__table__.insert().from_select(columns, changed))
 
     def upsert_listings(self, scope: str, now: datetime) -> None:
-        source = select(STAGING.c.id, literal(scope), _at(now), _at(now)).where(true())
+        source = select(STAGING.c.id, literal(scope), _at(now), _at(now)).where(true()).order_by(STAGING.c.id)
         self.session.execute(
             upsert(
                 self._dialect,
