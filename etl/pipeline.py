@@ -36,7 +36,7 @@ from .errors import (
     EtlError,
     InvalidArgumentError,
 )
-from .pacing import pages_in_flight
+from .pacing import Pacer
 from .paginator import PageWalk
 from .records import package_row
 from .store import Store
@@ -195,7 +195,7 @@ def _walk_and_merge(
 ) -> RunResult:
     with Session(bind=connection) as session:
         store = Store(session)
-        outcome = _walk_until_shown_complete(connection, session, store, client, settings, counts, hooks.on_page)
+        outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
         _copy_request_stats(client, counts)
         # End the walk's last read: on SQLite a merge that grew out of a DEFERRED read would fail at once
         # ("database is locked") instead of waiting while another scope's merge holds the write lock.
@@ -266,72 +266,61 @@ def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None
     counts.packages_seen = sum(classified.values())
 
 
-def _walk_until_shown_complete(
-    connection: Connection,
-    session: Session,
-    store: Store,
-    client: KatapultClient,
-    settings: Settings,
-    counts: RunCounts,
-    on_page: Callable[[int, int | None], None],
-) -> WalkOutcome:
-    """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
-    connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
-    store.create_staging()
-    session.commit()
-    outcome = _walk_with_page_size_fallback(session, store, client, settings, counts, on_page)
-    if not outcome.complete:
-        log.warning("walk not shown complete (%s): walking once more", outcome.reason)
-        store.clear_staging()
-        session.commit()
-        outcome = _walk_with_page_size_fallback(session, store, client, settings, counts, on_page)
-    return outcome
+@dataclass
+class _Walk:
+    """One run's walk of the catalogue into its staging table, with what the walk needs and counts."""
 
+    connection: Connection
+    session: Session
+    store: Store
+    client: KatapultClient
+    settings: Settings
+    counts: RunCounts
+    on_page: Callable[[int, int | None], None]
 
-def _walk_with_page_size_fallback(
-    session: Session,
-    store: Store,
-    client: KatapultClient,
-    settings: Settings,
-    counts: RunCounts,
-    on_page: Callable[[int, int | None], None],
-) -> WalkOutcome:
-    """Katapult's page-size cap is believed to be 200; if it refuses ours, try 100, then 30."""
-    sizes = [settings.per_page, *(size for size in FALLBACK_PAGE_SIZES if size < settings.per_page)]
-    for size in sizes:
-        try:
-            return _walk(session, store, client, settings, size, counts, on_page)
-        except InvalidArgumentError as error:
-            if size == sizes[-1]:
-                raise
-            log.warning("Katapult refused per_page=%d (%s): walking again with a smaller page", size, error)
-            session.rollback()
-            store.clear_staging()
-            session.commit()
-    raise AssertionError("unreachable")
+    def until_shown_complete(self) -> WalkOutcome:
+        """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
+        self.connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
+        self.store.create_staging()
+        self.session.commit()
+        outcome = self._with_page_size_fallback()
+        if not outcome.complete:
+            log.warning("walk not shown complete (%s): walking once more", outcome.reason)
+            self._clear_staging()
+            outcome = self._with_page_size_fallback()
+        return outcome
 
+    def _with_page_size_fallback(self) -> WalkOutcome:
+        """Katapult's page-size cap is believed to be 200; if it refuses ours, try 100, then 30."""
+        first = self.settings.per_page
+        sizes = [first, *(size for size in FALLBACK_PAGE_SIZES if size < first)]
+        for size in sizes[:-1]:
+            try:
+                return self._walk(size)
+            except InvalidArgumentError as error:
+                log.warning("Katapult refused per_page=%d (%s): walking again with a smaller page", size, error)
+                self.session.rollback()
+                self._clear_staging()
+        return self._walk(sizes[-1])
 
-def _walk(
-    session: Session,
-    store: Store,
-    client: KatapultClient,
-    settings: Settings,
-    per_page: int,
-    counts: RunCounts,
-    on_page: Callable[[int, int | None], None],
-) -> WalkOutcome:
-    walk = PageWalk()
-    for page in _fetch_in_order(walk, client, per_page, settings.concurrency):
-        rows = [package_row(item) for item in page.items]
-        store.stage(rows)
-        counts.pages_fetched += 1
-        if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
-            session.commit()
-        log.info("page %d: %d packages", page.number, len(rows), extra={"page": page.number, "packages": len(rows)})
-        on_page(walk.pages_accepted, page.pagination.total_pages)
-    session.commit()
-    complete, reason = walk.shown_complete(store.count_staged())
-    return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
+    def _walk(self, per_page: int) -> WalkOutcome:
+        walk = PageWalk()
+        counts = self.counts
+        for page in _fetch_in_order(walk, self.client, per_page, self.settings.concurrency):
+            rows = [package_row(item) for item in page.items]
+            self.store.stage(rows)
+            counts.pages_fetched += 1
+            if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
+                self.session.commit()
+            log.info("page %d: %d packages", page.number, len(rows), extra={"page": page.number, "packages": len(rows)})
+            self.on_page(walk.pages_accepted, page.pagination.total_pages)
+        self.session.commit()
+        complete, reason = walk.shown_complete(self.store.count_staged())
+        return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
+
+    def _clear_staging(self) -> None:
+        self.store.clear_staging()
+        self.session.commit()
 
 
 def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concurrency: int) -> Iterator[Page]:
@@ -339,36 +328,34 @@ def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concu
     fewer as Katapult's rate limit runs low."""
     wanted: deque[int] = deque(walk.start())
     in_flight: deque[tuple[int, Future[Page]]] = deque()
-    allowed = concurrency
+    pacer = Pacer(concurrency)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         try:
             while wanted or in_flight:
-                while wanted and len(in_flight) < allowed:
+                while wanted and len(in_flight) < pacer.allowed:
                     number = wanted.popleft()
                     in_flight.append((number, pool.submit(client.fetch_page, number, per_page)))
                 number, future = in_flight.popleft()
                 page = future.result()
                 ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
                 wanted.extend(walk.accept(number, page.pagination, [str(i) for i in ids]))
-                allowed = _paced(allowed, concurrency, page)
+                _pace(pacer, page)
                 yield page
         finally:
             for _, future in in_flight:
                 future.cancel()
 
 
-def _paced(allowed: int, concurrency: int, page: Page) -> int:
-    """The pages that may be in flight after this one, logged when that changes."""
-    paced = pages_in_flight(concurrency, page.rate_limit_remaining, page.rate_limit_permitted)
-    if paced != allowed:
+def _pace(pacer: Pacer, page: Page) -> None:
+    """Let the pacer see this page's rate-limit headers; say so when it changes the pace."""
+    if pacer.observe(page.rate_limit_remaining, page.rate_limit_permitted):
         log.info(
             "X-Ratelimit-Remaining is %s of %s: fetching %d page(s) at a time",
-            page.rate_limit_remaining,
+            pacer.remaining,
             page.rate_limit_permitted,
-            paced,
-            extra={"rate_limit_remaining": page.rate_limit_remaining, "in_flight": paced},
+            pacer.allowed,
+            extra={"rate_limit_remaining": pacer.remaining, "in_flight": pacer.allowed},
         )
-    return paced
 
 
 def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:
@@ -391,7 +378,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
         _require_head(connection)
         with Session(bind=connection) as session:
             store = Store(session)
-            outcome = _walk_until_shown_complete(connection, session, store, client, settings, counts, hooks.on_page)
+            outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
             _apply_classification(counts, store.classify())
             removal, reason, refused = _removal_decision(store, settings, outcome)
             if removal:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from etl.catalogue import synthetic_catalogue
-from etl.pacing import pages_in_flight
+from etl.pacing import Pacer, pages_in_flight
 
 from .conftest import query
 
+PACED = re.compile(r"INFO X-Ratelimit-Remaining is (\d+) of 1000: fetching (\d+) page\(s\) at a time")
 LATENCY = 0.1  # long enough that requests sent together are answered together
 
 
@@ -32,6 +35,28 @@ def test_pages_in_flight_falls_with_the_remaining_allowance(remaining, permitted
 
 def test_one_fetcher_stays_one():
     assert pages_in_flight(1, 0, 600) == 1
+
+
+def test_the_pacer_follows_the_lowest_count_of_the_last_pages():
+    pacer = Pacer(concurrency=4)
+
+    seen = [(left, pacer.observe(left, 1000), pacer.allowed) for left in (99, 101, 102, 98, 97, 60, 103)]
+
+    # 101 and 102 arrived out of order behind 99: still 3. 60 brings 2 until four newer pages pass.
+    assert seen == [
+        (99, True, 3), (101, False, 3), (102, False, 3), (98, False, 3), (97, False, 3), (60, True, 2),
+        (103, False, 2),
+    ]
+    assert pacer.remaining == 60
+    for _ in range(4):  # a new minute: once the four pages before it have passed
+        pacer.observe(500, 1000)
+    assert (pacer.remaining, pacer.allowed) == (500, 4)
+
+
+def test_the_pacer_without_headers_keeps_full_speed():
+    pacer = Pacer(concurrency=4)
+
+    assert (pacer.observe(None, None), pacer.allowed, pacer.remaining) == (False, 4, None)
 
 
 @pytest.fixture
@@ -63,8 +88,11 @@ def test_a_run_low_on_allowance_fetches_fewer_pages_at_a_time(cli, tmp_path, slo
 
     assert result.exit_code == 0, result.err
     assert slow_catalogue.peak_in_flight == 3
-    assert "katapult-etl: INFO X-Ratelimit-Remaining is 79 of 1000: fetching 3 page(s) at a time" in result.err
-    assert "katapult-etl: INFO X-Ratelimit-Remaining is 74 of 1000: fetching 2 page(s) at a time" in result.err
+    # Page 1 is fetched alone, so its count is exact; later pages answer in whatever order they arrive.
+    slowdowns = [(int(left), int(fetchers)) for left, fetchers in PACED.findall(result.err)]
+    assert slowdowns[0] == (79, 3)
+    assert [fetchers for _, fetchers in slowdowns] == [3, 2]
+    assert 70 <= slowdowns[1][0] < 75  # below three quarters of the reserve of 100
     assert query(f"sqlite:///{tmp_path / 'k.db'}", "SELECT status, requests, retries, packages_seen FROM sync_runs") == [
         ("succeeded", 10, 0, 1000)
     ]
