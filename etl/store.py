@@ -310,7 +310,10 @@ def _listed_in(scope: str) -> Any:
 
 
 def _not_staged() -> Any:
-    return PackageListing.package_id.not_in(select(STAGING.c.id))
+    # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN (subquery) as a subplan scanned once per listing
+    # whenever it expects few listings (stale statistics after a first sync): 100,000 of each took
+    # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say.
+    return ~exists().where(STAGING.c.id == PackageListing.package_id)
 
 
 def _unlisted_everywhere(scope: str) -> Any:
