@@ -65,10 +65,6 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-def content_hash(raw: dict[str, Any]) -> str:
-    return hash_of_text(canonical_json(raw))
-
-
 def hash_of_text(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
