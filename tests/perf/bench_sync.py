@@ -6,6 +6,7 @@
 For each catalogue size N and per-request latency it starts the fake Katapult API (in this process)
 and runs, each in a fresh child process so that its peak RSS is its own:
   - the reference: the same HTTP requests, JSON decoded, no database (the network limit);
+  - for scale, a minimal hand-written loop: the same requests into one sqlite3 table, nothing else;
   - a first sync, an unchanged re-sync, and a re-sync after 1% of the packages changed.
 It prints every figure with its ratio to the reference and whether each target is met. Only ratios
 within one run are compared, never absolute times.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,21 +51,45 @@ class Figures:
 # -- children: each measures itself and prints one JSON line ----------------------------------------
 
 
-def child_reference(api_url: str, pages: int, concurrency: int) -> Figures:
-    """The network limit: fetch and decode every page, as the sync would, and keep nothing."""
+def child_reference(api_url: str, pages: int, concurrency: int, database_path: str | None = None) -> Figures:
+    """The network limit: fetch and decode every page, as the sync would, and keep nothing.
+
+    With a database path, the minimal hand-written loop instead: each page also goes straight into one
+    sqlite3 table, with no checks, no history and no staging; the floor under any loader.
+    """
     session = requests.Session()
     url = f"{api_url}/public/v1/virtual_machine_packages"
 
-    def fetch(page: int) -> int:
+    def fetch(page: int) -> list[dict]:
         response = session.get(url, params={"page": page, "per_page": PER_PAGE}, timeout=(10, 30))
         response.raise_for_status()
-        return len(response.json()["packages"])
+        return response.json()["packages"]
 
+    keep = _minimal_loop(database_path) if database_path else (lambda items: None)
     started = time.perf_counter()
-    fetch(1)
+    keep(fetch(1))
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(fetch, range(2, pages + 1)))
+        for items in pool.map(fetch, range(2, pages + 1)):
+            keep(items)
+    keep(None)
     return Figures(time.perf_counter() - started, pages, _peak_rss_mb())
+
+
+def _minimal_loop(database_path: str) -> Callable[[list[dict] | None], None]:
+    """Keeps each page it is given in one table; None commits."""
+    database = sqlite3.connect(database_path, isolation_level=None)
+    database.execute("CREATE TABLE packages (id TEXT PRIMARY KEY, name TEXT, cpu_cores INT, memory_in_gb INT, raw TEXT)")
+    database.execute("BEGIN")
+    insert = "INSERT INTO packages VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET raw = excluded.raw"
+
+    def keep(items: list[dict] | None) -> None:
+        if items is None:
+            database.execute("COMMIT")
+            return
+        rows = [(p["id"], p["name"], p["cpu_cores"], p["memory_in_gb"], json.dumps(p)) for p in items]
+        database.executemany(insert, rows)
+
+    return keep
 
 
 def child_sync(api_url: str, database_url: str, concurrency: int) -> Figures:
@@ -159,6 +185,8 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
     )
     with server:
         reference = run_child("reference", server.url, str(pages), str(CONCURRENCY))
+        minimal = run_child("reference", server.url, str(pages), str(CONCURRENCY), str(folder / f"minimal-{size}-{latency_ms}.db"))
+        rows.append(Row(size, latency_ms, "sqlite", "minimal loop", minimal, reference, None, pages))
         for database in args.databases:
             for package in catalogue:  # every database starts from the same catalogue
                 package.pop("bench_generation", None)
@@ -270,7 +298,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         kind, *rest = sys.argv[2:]
         if kind == "reference":
-            figures = child_reference(rest[0], int(rest[1]), int(rest[2]))
+            figures = child_reference(rest[0], int(rest[1]), int(rest[2]), *rest[3:])
         else:
             figures = child_sync(rest[0], rest[1], int(rest[2]))
         print(json.dumps(vars(figures)))
