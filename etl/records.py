@@ -36,24 +36,7 @@ ICON_FIELDS = (
 TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
 
 # Every column a package row has, in a stable order (the staging table, snapshots and packages share it).
-ATTRIBUTE_COLUMNS = (
-    "name",
-    "permalink",
-    "cpu_cores",
-    "ipv4_addresses",
-    "memory_in_gb",
-    "storage_in_gb",
-    "monthly_bandwidth_allowance_in_gb",
-    "privacy",
-    "use_dedicated_cpus",
-    "group_id",
-    "group_name",
-    "icon_url",
-    "icon_file_name",
-    "icon_file_type",
-    "icon_file_size",
-    "icon_digest",
-)
+ATTRIBUTE_COLUMNS = tuple(column for _, column, _ in (*TOP_LEVEL_FIELDS, *GROUP_FIELDS, *ICON_FIELDS))
 
 
 # One encoder for every package: json.dumps with options builds a new one on each call.
