@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
@@ -78,14 +78,20 @@ class BulkInsert:
     def __init__(self, statement: Insert, columns: Sequence[str], dialect: Dialect) -> None:
         values = statement.values({name: bindparam(name) for name in columns})
         compiled = values.compile(dialect=dialect)
+        self._columns = tuple(columns)
         self._sql = compiled.string
-        self._order = compiled.positiontup  # None where the driver takes named parameters
+        # None where the driver takes named parameters
+        self._order = None if compiled.positiontup is None else tuple(compiled.positiontup)
 
-    def execute(self, connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    def execute(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Rows as tuples of values in the order of `columns`."""
         if self._order is None:
-            parameters: list[Any] = list(rows)
+            parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows]
+        elif self._order == self._columns:
+            parameters = rows
         else:
-            parameters = [tuple(row[name] for name in self._order) for row in rows]
+            position = [self._columns.index(name) for name in self._order]
+            parameters = [tuple(row[i] for i in position) for row in rows]
         connection.exec_driver_sql(self._sql, parameters)
 
 

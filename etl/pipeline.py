@@ -38,7 +38,7 @@ from .errors import (
 )
 from .pacing import Pacer
 from .paginator import PageWalk
-from .records import package_row
+from .records import package_values
 from .store import Store
 from .types import utc_now
 
@@ -229,11 +229,10 @@ def _merge(
     store.lock_for_merge()
     now = utc_now()
     _apply_classification(counts, store.classify())
-    store.name_changed_fields()
     removal, reason, refused = _removal_decision(store, settings, outcome)
     store.upsert_groups(now)
     store.close_versions_of_updated(run_id, now)
-    store.upsert_packages(now)
+    store.upsert_packages(now, unchanged=counts.unchanged)
     store.insert_versions(run_id, now)
     store.upsert_listings(settings.scope.key, now)
     if removal:
@@ -307,19 +306,20 @@ class _Walk:
         walk = PageWalk()
         counts = self.counts
         for page in _fetch_in_order(walk, self.client, per_page, self.settings.concurrency):
-            rows = [package_row(item) for item in page.items]
+            rows = [package_values(item) for item in page.items]
             self.store.stage(rows)
             counts.pages_fetched += 1
             if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
                 self.session.commit()
             log.info("page %d: %d packages", page.number, len(rows), extra={"page": page.number, "packages": len(rows)})
             self.on_page(walk.pages_accepted, page.pagination.total_pages)
+        distinct = self.store.finish_staging()
         self.session.commit()
-        complete, reason = walk.shown_complete(self.store.count_staged())
+        complete, reason = walk.shown_complete(distinct)
         return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
 
     def _clear_staging(self) -> None:
-        self.store.clear_staging()
+        self.store.create_staging()
         self.session.commit()
 
 

@@ -2,6 +2,12 @@
 
 A run streams its pages into a temporary staging table (so that the catalogue is never held in
 Python), then merges the staging table into the real tables with a handful of statements.
+
+Staging only appends: no key, no index while the walk runs, so each page is written once, in order,
+and the table never has to be read back to place a row. At the end of a walk one index is built (a
+single sort) and an id staged twice (items shift while paging) keeps only its newest content. The
+merge then notes, in a second, narrow temporary table, the packages whose version changes, instead of
+rewriting every staged row with its verdict.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     case,
     exists,
     func,
     literal,
     not_,
+    or_,
     select,
+    text,
     true,
     update,
 )
@@ -42,7 +51,7 @@ from .dialects import (
     upsert,
 )
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
-from .records import ATTRIBUTE_COLUMNS
+from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
 from .types import UtcDateTime
 
 CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
@@ -51,7 +60,9 @@ _staging_metadata = MetaData()
 STAGING = Table(
     "katapult_etl_staging",
     _staging_metadata,
-    Column("id", String(64), primary_key=True),
+    # The package's position in the walk: of an id staged twice, the later copy wins.
+    Column("seq", BigInteger, nullable=False),
+    Column("id", String(64), nullable=False),
     Column("name", String(255)),
     Column("permalink", String(255)),
     Column("cpu_cores", Integer),
@@ -71,13 +82,24 @@ STAGING = Table(
     Column("content_hash", String(64), nullable=False),
     # Text, not JSON: the canonical text records.py already made, stored without a second encoding.
     Column("raw_json", Text, nullable=False),
-    Column("change", String(16)),
+    prefixes=["TEMPORARY"],
+    **EXACT_TEXT_TABLE_OPTIONS,
+)
+# Built once the walk is over: one sort instead of an index kept in order through every page.
+# (Plain DDL: an Index object would join the Table and be built with it.)
+CREATE_STAGING_INDEX = text(f"CREATE INDEX ix_katapult_etl_staging_id ON {STAGING.name} (id)")
+# The staged packages whose version changes, with the verdict and the columns that differ.
+CHANGES = Table(
+    "katapult_etl_changes",
+    _staging_metadata,
+    Column("id", String(64), primary_key=True),
+    Column("change", String(16), nullable=False),
     Column("changed_fields", Text),
     prefixes=["TEMPORARY"],
     **EXACT_TEXT_TABLE_OPTIONS,
 )
-PACKAGE_COLUMNS = ("id", *ATTRIBUTE_COLUMNS, "content_hash")
-STAGED_COLUMNS = (*PACKAGE_COLUMNS, "raw_json")
+PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
+STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
 PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group_name")
 
@@ -87,75 +109,75 @@ class Store:
         self.session = session
         dialect = session.get_bind().dialect
         self._dialect = dialect.name
-        self._staging_insert = BulkInsert(
-            upsert(
-                self._dialect,
-                STAGING,
-                None,
-                columns=STAGED_COLUMNS,
-                key=["id"],
-                update_from_incoming=STAGED_COLUMNS[1:],
-            ),
-            STAGED_COLUMNS,
-            dialect,
-        )
+        self._staging_insert = BulkInsert(STAGING.insert(), STAGED_COLUMNS, dialect)
+        self._staged = 0
 
     # -- staging ---------------------------------------------------------------------------------
 
     def create_staging(self) -> None:
-        STAGING.drop(self.session.connection(), checkfirst=True)
+        """An empty staging table, without its index: a walk (or a walk again) starts here."""
+        self.drop_staging()
         STAGING.create(self.session.connection())
-
-    def clear_staging(self) -> None:
-        self.session.execute(STAGING.delete())
+        self._staged = 0
 
     def drop_staging(self) -> None:
-        STAGING.drop(self.session.connection(), checkfirst=True)
+        connection = self.session.connection()
+        CHANGES.drop(connection, checkfirst=True)
+        STAGING.drop(connection, checkfirst=True)
 
-    def stage(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Add one page; an id already staged (items shift while paging) keeps its newest content."""
-        unique = {row["id"]: row for row in rows}
-        if unique:
-            self._staging_insert.execute(self.session.connection(), unique.values())
+    def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Append one page of package_values() tuples, numbered in walk order."""
+        first = self._staged
+        numbered = [(first + offset, *row) for offset, row in enumerate(rows, start=1)]
+        if numbered:
+            self._staging_insert.execute(self.session.connection(), numbered)
+            self._staged = numbered[-1][0]
 
-    def count_staged(self) -> int:
+    def finish_staging(self) -> int:
+        """Index the staged packages and keep, of an id staged twice, its newest content; returns how
+        many distinct packages are staged."""
+        self.session.execute(CREATE_STAGING_INDEX)
+        repeated = self.session.execute(
+            select(STAGING.c.id, func.max(STAGING.c.seq).label("newest"))
+            .group_by(STAGING.c.id)
+            .having(func.count() > 1)
+        ).all()
+        if repeated:
+            self.session.execute(
+                STAGING.delete().where(STAGING.c.id == bindparam("b_id"), STAGING.c.seq < bindparam("b_newest")),
+                [{"b_id": package_id, "b_newest": newest} for package_id, newest in repeated],
+            )
         return self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
 
     def classify(self) -> dict[str, int]:
-        """Mark each staged package created, updated, restored or unchanged; returns the counts."""
+        """Note each staged package whose version changes (created, updated or restored, with the
+        columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
+        CHANGES.create(self.session.connection(), checkfirst=True)
         current = Package.__table__
-        verdict = (
-            select(
-                case(
-                    (current.c.removed_at.is_not(None), "restored"),
-                    (current.c.content_hash == STAGING.c.content_hash, "unchanged"),
-                    else_="updated",
+        verdict = case(
+            (current.c.id.is_(None), "created"),
+            (current.c.removed_at.is_not(None), "restored"),
+            else_="updated",
+        )
+        changed = (
+            select(STAGING.c.id, verdict, case((current.c.id.is_not(None), _changed_fields_of_latest())))
+            .select_from(STAGING.outerjoin(current, current.c.id == STAGING.c.id))
+            .where(
+                or_(
+                    current.c.id.is_(None),
+                    current.c.removed_at.is_not(None),
+                    current.c.content_hash != STAGING.c.content_hash,
                 )
             )
-            .where(current.c.id == STAGING.c.id)
-            .scalar_subquery()
+            .order_by(STAGING.c.id)  # key order: each page of the index is written once
         )
-        self.session.execute(update(STAGING).values(change=func.coalesce(verdict, "created")))
+        self.session.execute(CHANGES.insert().from_select(("id", "change", "changed_fields"), changed))
         counts = dict.fromkeys(CHANGE_TYPES, 0)
-        rows = self.session.execute(select(STAGING.c.change, func.count()).group_by(STAGING.c.change))
+        rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
         counts.update({change: count for change, count in rows})
+        staged = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
+        counts["unchanged"] = staged - sum(counts.values())
         return counts
-
-    def name_changed_fields(self) -> None:
-        """Note, for each updated or restored package, the columns that differ from its latest version."""
-        latest = PackageSnapshot.__table__.alias("latest")
-        later = PackageSnapshot.__table__.alias("later")
-        previous = (
-            select(_changed_fields(latest, STAGING))
-            .where(
-                latest.c.package_id == STAGING.c.id,
-                ~exists().where(later.c.package_id == latest.c.package_id, later.c.valid_from > latest.c.valid_from),
-            )
-            .scalar_subquery()
-        )
-        self.session.execute(
-            update(STAGING).where(STAGING.c.change.in_(("updated", "restored"))).values(changed_fields=previous)
-        )
 
     # -- the merge -------------------------------------------------------------------------------
 
@@ -184,18 +206,20 @@ class Store:
         )
 
     def close_versions_of_updated(self, run_id: int, now: datetime) -> None:
-        updated = select(STAGING.c.id).where(STAGING.c.change == "updated")
+        updated = select(CHANGES.c.id).where(CHANGES.c.change == "updated")
         self.session.execute(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(updated))
             .values(valid_to=now, closed_by_sync_run_id=run_id)
         )
 
-    def upsert_packages(self, now: datetime) -> None:
+    def upsert_packages(self, now: datetime, *, unchanged: int) -> None:
+        """Write the changed packages whole; of the unchanged ones, only last_seen_at changes."""
         source = (
             select(*(STAGING.c[name] for name in PACKAGE_TABLE_COLUMNS), _at(now), _at(now), _at(None))
+            .select_from(CHANGES.join(STAGING, STAGING.c.id == CHANGES.c.id))
             .where(true())  # SQLite needs a WHERE to tell ON CONFLICT from a join's ON
-            .order_by(STAGING.c.id)  # in key order, each index page is read and written once
+            .order_by(CHANGES.c.id)  # in key order, each index page is read and written once
         )
         self.session.execute(
             upsert(
@@ -207,16 +231,26 @@ class Store:
                 update_from_incoming=(*PACKAGE_TABLE_COLUMNS[1:], "last_seen_at", "removed_at"),
             )
         )
+        if unchanged:  # a first sync has none: it need not pass over every package again
+            self.session.execute(
+                update(Package)
+                .where(Package.id.in_(select(STAGING.c.id)), Package.last_seen_at != now)
+                .values(last_seen_at=now)
+            )
 
     def insert_versions(self, run_id: int, now: datetime) -> None:
-        changed = select(
-            STAGING.c.id,
-            literal(run_id),
-            _at(now),
-            *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash")),
-            json_from_text(self._dialect, STAGING.c.raw_json),
-            STAGING.c.changed_fields,
-        ).where(STAGING.c.change != "unchanged").order_by(STAGING.c.id)  # key order: each index page once
+        changed = (
+            select(
+                STAGING.c.id,
+                literal(run_id),
+                _at(now),
+                *(STAGING.c[name] for name in (*ATTRIBUTE_COLUMNS, "content_hash")),
+                json_from_text(self._dialect, STAGING.c.raw_json),
+                CHANGES.c.changed_fields,
+            )
+            .select_from(CHANGES.join(STAGING, STAGING.c.id == CHANGES.c.id))
+            .order_by(CHANGES.c.id)  # key order: each index page once
+        )
         columns = (
             "package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw", "changed_fields"
         )
@@ -324,6 +358,20 @@ def _unlisted_everywhere(scope: str) -> Any:
         listing.c.scope == scope,
         listing.c.unlisted_at.is_not(None),
         ~exists().where(active.c.package_id == listing.c.package_id, active.c.unlisted_at.is_(None)),
+    )
+
+
+def _changed_fields_of_latest() -> Any:
+    """The columns in which a staged package differs from its latest version (a scalar subquery)."""
+    latest = PackageSnapshot.__table__.alias("latest")
+    later = PackageSnapshot.__table__.alias("later")
+    return (
+        select(_changed_fields(latest, STAGING))
+        .where(
+            latest.c.package_id == STAGING.c.id,
+            ~exists().where(later.c.package_id == latest.c.package_id, later.c.valid_from > latest.c.valid_from),
+        )
+        .scalar_subquery()
     )
 
 

@@ -195,6 +195,36 @@ def test_items_shifting_mid_walk_are_stored_once_and_the_walk_is_repeated(cli, d
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots") == 6
 
 
+def test_a_package_seen_twice_in_one_walk_keeps_the_content_it_had_last(cli, database_url, api):
+    catalogue = synthetic_catalogue(8)
+    api.packages = catalogue[2:]
+    newcomers = catalogue[:2]
+
+    def shift_and_change_the_repeated_package(page):
+        # Before each walk's page 2 a newcomer is listed first, so page 2 starts with the package
+        # page 1 ended with; that package changes in between: its second copy is the newer one.
+        if page == 2 and newcomers:
+            repeated = api.packages[1]
+            api.packages[1] = {**repeated, "storage_in_gb": repeated["storage_in_gb"] + 1000}
+            api.packages.insert(0, newcomers.pop())
+
+    api.on_request = shift_and_change_the_repeated_package
+
+    result = sync(cli, database_url, api, "--per-page", "2", "--concurrency", "1")
+
+    # Walk 2 sees [n1 p2] [p2' p3] [p4 p5] [p6 p7]: p2 twice, n0 never (so incomplete: nothing removed).
+    assert result.exit_code == 3, result.err
+    assert "packages_seen=7 created=7" in result.out
+    p2 = catalogue[2]["id"]
+    assert query(database_url, "SELECT storage_in_gb FROM packages WHERE id = :id", id=p2) == [
+        (catalogue[2]["storage_in_gb"] + 1000,)
+    ]
+    assert query(database_url, "SELECT storage_in_gb FROM package_snapshots WHERE package_id = :id", id=p2) == [
+        (catalogue[2]["storage_in_gb"] + 1000,)
+    ]
+    assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots") == 7
+
+
 def test_older_api_versions_without_group_and_icon_details(cli, database_url, api):
     for package in api.packages:
         for key in ("group", "use_dedicated_cpus", "monthly_bandwidth_allowance_in_gb"):
