@@ -33,7 +33,6 @@ from .errors import (
     EXIT_MASS_REMOVAL,
     EXIT_OK,
     DatabaseError,
-    EtlError,
     InvalidArgumentError,
 )
 from .pacing import Pacer
@@ -210,7 +209,8 @@ def _walk_and_merge(
         finally:
             store.unlock_after_merge()
             session.commit()
-        _drop_staging(connection, session, store)
+        # The temporary tables are left to go with the connection, which run_sync closes right
+        # after: dropping them first would write every staged page to SQLite's free list.
     return RunResult(
         run_id=run_id,
         scope=settings.scope.key,
@@ -229,23 +229,31 @@ def _merge(
     store.lock_for_merge()
     now = utc_now()
     _apply_classification(counts, store.classify())
-    removal, reason, refused = _removal_decision(store, settings, outcome)
+    removal = _removal_decision(store, settings, outcome)
     store.upsert_groups(now)
     store.close_versions_of_updated(run_id, now)
     store.upsert_packages(now, unchanged=counts.unchanged)
     store.insert_versions(run_id, now)
     store.upsert_listings(settings.scope.key, now)
-    if removal:
+    if removal.allowed and removal.missing:  # with nothing missing, there is nothing to unlist
         counts.removed = store.remove_missing(settings.scope.key, run_id, now)
-    status = "succeeded" if reason is None else "incomplete"
-    store.finish_run(run_id, status=status, finished_at=utc_now(), error=reason, **vars(counts))
-    return status, reason, refused
+    status = "succeeded" if removal.reason is None else "incomplete"
+    store.finish_run(run_id, status=status, finished_at=utc_now(), error=removal.reason, **vars(counts))
+    return status, removal.reason, removal.refused
 
 
-def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) -> tuple[bool, str | None, bool]:
+@dataclass(frozen=True)
+class RemovalDecision:
+    allowed: bool
+    missing: int = 0
+    reason: str | None = None
+    refused: bool = False
+
+
+def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) -> RemovalDecision:
     """Whether this run may remove packages: only after a complete walk, and not half the catalogue."""
     if not outcome.complete:
-        return False, f"walk not shown complete, nothing removed: {outcome.reason}", False
+        return RemovalDecision(False, reason=f"walk not shown complete, nothing removed: {outcome.reason}")
     missing = store.count_missing(settings.scope.key)
     listed = store.count_listed(settings.scope.key)
     if missing and missing * 2 > listed and not settings.allow_mass_removal:
@@ -253,8 +261,8 @@ def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) ->
             f"mass removal refused: {missing} of the {listed} packages listed in {settings.scope.key} "
             "are missing; nothing removed (run again with --allow-mass-removal if that is right)"
         )
-        return False, reason, True
-    return True, None, False
+        return RemovalDecision(False, missing, reason, refused=True)
+    return RemovalDecision(True, missing)
 
 
 def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None:
@@ -363,12 +371,6 @@ def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:
     counts.retries = client.stats.retries
 
 
-def _drop_staging(connection: Connection, session: Session, store: Store) -> None:
-    connection.execution_options(sqlite_begin="DEFERRED")
-    store.drop_staging()
-    session.commit()
-
-
 def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
     started = hooks.clock()
@@ -380,22 +382,21 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
             store = Store(session)
             outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
             _apply_classification(counts, store.classify())
-            removal, reason, refused = _removal_decision(store, settings, outcome)
-            if removal:
+            removal = _removal_decision(store, settings, outcome)
+            if removal.allowed and removal.missing:
                 counts.removed = store.count_would_remove(settings.scope.key)
-            session.rollback()
-            _drop_staging(connection, session, store)
+            session.rollback()  # the temporary tables go with the connection
         _copy_request_stats(client, counts)
     return RunResult(
         run_id=None,
         scope=settings.scope.key,
         api=settings.api,
-        status="succeeded" if reason is None else "incomplete",
+        status="succeeded" if removal.reason is None else "incomplete",
         counts=counts,
         seconds=hooks.clock() - started,
         dry_run=True,
-        reason=reason,
-        mass_removal_refused=refused,
+        reason=removal.reason,
+        mass_removal_refused=removal.refused,
     )
 
 
