@@ -207,7 +207,7 @@ class Store:
 
     def close_versions_of_updated(self, run_id: int, now: datetime) -> None:
         updated = select(CHANGES.c.id).where(CHANGES.c.change == "updated")
-        self.session.execute(
+        self._bulk_update(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(updated))
             .values(valid_to=now, closed_by_sync_run_id=run_id)
@@ -232,7 +232,7 @@ class Store:
             )
         )
         if unchanged:  # a first sync has none: it need not pass over every package again
-            self.session.execute(
+            self._bulk_update(
                 update(Package)
                 .where(Package.id.in_(select(STAGING.c.id)), Package.last_seen_at != now)
                 .values(last_seen_at=now)
@@ -300,25 +300,33 @@ class Store:
 
     def remove_missing(self, scope: str, run_id: int, now: datetime) -> int:
         """Unlist what the walk did not see; remove the packages no scope lists any more."""
-        self.session.execute(
+        self._bulk_update(
             update(PackageListing).where(_listed_in(scope), _not_staged()).values(unlisted_at=now)
         )
         orphans = _unlisted_everywhere(scope)
-        self.session.execute(
+        self._bulk_update(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(orphans))
             .values(valid_to=now, closed_by_sync_run_id=run_id)
         )
-        result = self.session.execute(
+        return self._bulk_update(
             update(Package).where(Package.removed_at.is_(None), Package.id.in_(orphans)).values(removed_at=now)
         )
+
+    def _bulk_update(self, statement: Any) -> int:
+        """Run an UPDATE of many rows; returns how many it changed.
+
+        Without synchronize_session=False the ORM would fetch back the key of every row it updates
+        (RETURNING), to refresh objects this session never loaded: 100,000 keys in memory on a re-sync.
+        """
+        result = self.session.execute(statement, execution_options={"synchronize_session": False})
         return result.rowcount
 
     # -- runs ------------------------------------------------------------------------------------
 
     def abandon_running(self, scope: str, now: datetime) -> int:
         """Mark failed the runs of a scope still 'running': called under the scope's lock, they are dead."""
-        result = self.session.execute(
+        return self._bulk_update(
             update(SyncRun)
             .where(SyncRun.scope == scope, SyncRun.status == "running")
             .values(
@@ -327,7 +335,6 @@ class Store:
                 error="abandoned: the process ended before the run finished (killed or crashed)",
             )
         )
-        return result.rowcount
 
     def start_run(self, **values: Any) -> int:
         run = SyncRun(status="running", **values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import Engine, event
 
 from etl.catalogue import public_catalogue, synthetic_catalogue
 from etl.fakeapi import DEFAULT_TOKEN, Fault
@@ -223,6 +224,33 @@ def test_a_package_seen_twice_in_one_walk_keeps_the_content_it_had_last(cli, dat
         (catalogue[2]["storage_in_gb"] + 1000,)
     ]
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots") == 7
+
+
+def test_the_merge_fetches_no_rows_back_from_its_updates(cli, database_url, api):
+    """Memory stays flat only if no statement hands the run one row per package: an ORM UPDATE that
+    synchronises its session would fetch every updated key back (RETURNING, or a SELECT first)."""
+    assert sync(cli, database_url, api).exit_code == 0
+    api.packages[0] = {**api.packages[0], "storage_in_gb": 999}
+    api.packages = api.packages[:-1]
+    statements: list[str] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        result = sync(cli, database_url, api)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+    assert result.exit_code == 0, result.err
+    assert "updated=1 restored=0 removed=1 unchanged=18" in result.out
+    updates = [statement for statement in statements if statement.startswith("UPDATE ")]
+    # abandoned runs, versions closed, last_seen_at, the three of a removal, and the run's own record
+    assert len(updates) == 7
+    assert [statement for statement in updates if "RETURNING" in statement] == []
+    # Where there is no RETURNING (MySQL), the ORM would SELECT the keys before it updates.
+    assert [statement for statement in statements if statement.startswith("SELECT PACKAGE")] == []
 
 
 def test_older_api_versions_without_group_and_icon_details(cli, database_url, api):

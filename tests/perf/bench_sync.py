@@ -40,6 +40,8 @@ FIRST_SYNC_NO_LATENCY = 2.5
 UNCHANGED_NO_LATENCY = 1.5
 RSS_GROWTH = 1.3
 
+SYNC_SCENARIOS = ("first sync", "unchanged re-sync", "1% changed re-sync")
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -191,7 +193,7 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
             for package in catalogue:  # every database starts from the same catalogue
                 package.pop("bench_generation", None)
             url = fresh_database(args, database, folder, f"{size}-{latency_ms}")
-            for scenario in ("first sync", "unchanged re-sync", "1% changed re-sync"):
+            for scenario in SYNC_SCENARIOS:
                 if scenario == "1% changed re-sync":
                     for package in catalogue[::100]:
                         package["bench_generation"] = package.get("bench_generation", 0) + 1
@@ -232,25 +234,22 @@ def print_table(rows: list[Row]) -> None:
 
 
 def print_memory_targets(args: argparse.Namespace, rows: list[Row]) -> list[bool]:
+    """Peak RSS of each sync scenario at the largest N next to the smallest: flat, not growing with N."""
     small, large = min(args.sizes), max(args.sizes)
+    if small == large:
+        return []
+    peaks = {(r.size, r.latency_ms, r.database, r.scenario): r.figures.rss_mb for r in rows}
     results = []
     for database in args.databases:
         for latency in args.latencies:
-            def rss(size: int) -> float:
-                return next(
-                    r.figures.rss_mb for r in rows
-                    if (r.size, r.latency_ms, r.database, r.scenario) == (size, latency, database, "first sync")
+            for scenario in SYNC_SCENARIOS:
+                low, high = peaks[small, latency, database, scenario], peaks[large, latency, database, scenario]
+                ok = high / low <= RSS_GROWTH
+                results.append(ok)
+                print(
+                    f"peak RSS, {scenario}, {database}, {latency} ms: N={large} {high:.1f} MB / "
+                    f"N={small} {low:.1f} MB = {high / low:.2f}x (target <= {RSS_GROWTH}x): {'pass' if ok else 'MISS'}"
                 )
-
-            if small == large:
-                continue
-            ratio = rss(large) / rss(small)
-            ok = ratio <= RSS_GROWTH
-            results.append(ok)
-            print(
-                f"peak RSS, first sync, {database}, {latency} ms: N={large} {rss(large):.1f} MB / "
-                f"N={small} {rss(small):.1f} MB = {ratio:.2f}x (target <= {RSS_GROWTH}x): {'pass' if ok else 'MISS'}"
-            )
     return results
 
 
