@@ -109,7 +109,7 @@ class Store:
         self.session = session
         dialect = session.get_bind().dialect
         self._dialect = dialect.name
-        self._staging_insert = BulkInsert(STAGING.insert(), STAGED_COLUMNS, dialect)
+        self._staging_insert = BulkInsert(STAGING, STAGED_COLUMNS, dialect)
         self._staged = 0
 
     # -- staging ---------------------------------------------------------------------------------

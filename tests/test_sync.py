@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import Engine, event
 
@@ -251,6 +253,22 @@ def test_the_merge_fetches_no_rows_back_from_its_updates(cli, database_url, api)
     assert [statement for statement in updates if "RETURNING" in statement] == []
     # Where there is no RETURNING (MySQL), the ORM would SELECT the keys before it updates.
     assert [statement for statement in statements if statement.startswith("SELECT PACKAGE")] == []
+
+
+def test_text_that_bulk_loading_must_escape_is_stored_exactly(cli, database_url, api):
+    # PostgreSQL stages by COPY, whose text format gives tabs, newlines, backslashes and \N meanings.
+    awkward = "tab\there, new\nline, back\\slash \\N \\. 'quote' \"dq\" é 🚀"
+    api.packages[0] = {**api.packages[0], "name": awkward, "icon": {"url": "\\N"}}
+
+    result = sync(cli, database_url, api)
+
+    assert result.exit_code == 0, result.err
+    package_id = api.packages[0]["id"]
+    assert query(database_url, "SELECT name, icon_url FROM packages WHERE id = :id", id=package_id) == [
+        (awkward, "\\N")
+    ]
+    raw = scalar(database_url, "SELECT raw FROM package_snapshots WHERE package_id = :id", id=package_id)
+    assert (json.loads(raw) if isinstance(raw, str) else raw)["name"] == awkward
 
 
 def test_older_api_versions_without_group_and_icon_details(cli, database_url, api):
