@@ -86,21 +86,16 @@ class BulkInsert:
             return
         compiled = table.insert().values({name: bindparam(name) for name in columns}).compile(dialect=dialect)
         self._sql = compiled.string
-        # None where the driver takes named parameters
-        self._order = None if compiled.positiontup is None else tuple(compiled.positiontup)
+        # Positional drivers (sqlite3, PyMySQL) take the tuples as they are: values() keeps the order
+        # of `columns`. A driver that takes named parameters gets a dict per row.
+        self._named = compiled.positiontup is None
 
     def execute(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Rows as tuples of values in the order of `columns`."""
         if self._copy is not None:
             self._copy_rows(connection, rows)
             return
-        if self._order is None:
-            parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows]
-        elif self._order == self._columns:
-            parameters = rows
-        else:
-            position = [self._columns.index(name) for name in self._order]
-            parameters = [tuple(row[i] for i in position) for row in rows]
+        parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows] if self._named else rows
         connection.exec_driver_sql(self._sql, parameters)
 
     def _copy_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:

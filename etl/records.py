@@ -105,7 +105,7 @@ def package_values(raw: Any) -> tuple[Any, ...]:
     if not _types_are_valid(tuple(map(type, values))):
         _refuse_wrong_type(values, package_id)
     text = canonical_json(raw)
-    return (package_id, *values, hashlib.sha256(text.encode()).hexdigest(), text)
+    return (package_id, *values, hash_of_text(text), text)
 
 
 def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:
@@ -119,15 +119,15 @@ def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1024)
 def _types_are_valid(types: tuple[type, ...]) -> bool:
-    return all(
-        # `is`, not issubclass: JSON true must not pass as the whole number 1.
-        found is type(None) or found is kind
-        for found, (_, _, kind) in zip(types, _FIELDS_BY_COLUMN)
-    )
+    return all(_is_allowed(found, kind) for found, (_, _, kind) in zip(types, _FIELDS_BY_COLUMN))
 
 
 def _refuse_wrong_type(values: tuple[Any, ...], package_id: str) -> None:
     for value, (prefix, key, kind) in zip(values, _FIELDS_BY_COLUMN):
-        # `type(...) is`, not isinstance: JSON true must not pass as the whole number 1.
-        if value is not None and type(value) is not kind:
+        if not _is_allowed(type(value), kind):
             raise RecordError(f"package {package_id}: {prefix}{key} is {value!r}, not {TYPE_NAMES[kind]}")
+
+
+def _is_allowed(found: type, kind: type) -> bool:
+    # `is`, not issubclass: JSON true must not pass as the whole number 1.
+    return found is type(None) or found is kind

@@ -110,7 +110,8 @@ class Store:
         dialect = session.get_bind().dialect
         self._dialect = dialect.name
         self._staging_insert = BulkInsert(STAGING, STAGED_COLUMNS, dialect)
-        self._staged = 0
+        self._staged = 0  # rows appended to staging, which numbers the next page's rows
+        self._distinct = 0  # packages staged once the walk is finished
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ class Store:
         """An empty staging table, without its index: a walk (or a walk again) starts here."""
         self.drop_staging()
         STAGING.create(self.session.connection())
-        self._staged = 0
+        self._staged = self._distinct = 0
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
@@ -147,7 +148,8 @@ class Store:
                 STAGING.delete().where(STAGING.c.id == bindparam("b_id"), STAGING.c.seq < bindparam("b_newest")),
                 [{"b_id": package_id, "b_newest": newest} for package_id, newest in repeated],
             )
-        return self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
+        self._distinct = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
+        return self._distinct
 
     def classify(self) -> dict[str, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
@@ -175,8 +177,7 @@ class Store:
         counts = dict.fromkeys(CHANGE_TYPES, 0)
         rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
         counts.update({change: count for change, count in rows})
-        staged = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
-        counts["unchanged"] = staged - sum(counts.values())
+        counts["unchanged"] = self._distinct - sum(counts.values())
         return counts
 
     # -- the merge -------------------------------------------------------------------------------
