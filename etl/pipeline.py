@@ -13,9 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
@@ -35,6 +33,7 @@ from .errors import (
     DatabaseError,
     InvalidArgumentError,
 )
+from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
 from .records import package_values
@@ -48,6 +47,9 @@ FALLBACK_PAGE_SIZES = (100, 30)
 # on each (per-page commits made staging 100,000 packages 3x slower). Committing now and then keeps a
 # PostgreSQL transaction from staying open for a whole long walk.
 PAGES_PER_STAGING_COMMIT = 50
+# Pages each fetcher may have fetched ahead of the page being stored: enough to keep every fetcher busy
+# while one slow page holds up the order, few enough that memory stays a handful of pages.
+READ_AHEAD_PER_FETCHER = 8
 
 
 @dataclass
@@ -334,29 +336,24 @@ class _Walk:
 def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concurrency: int) -> Iterator[Page]:
     """Pages in order, each checked by the walk; known pages are fetched up to `concurrency` at a time,
     fewer as Katapult's rate limit runs low."""
-    wanted: deque[int] = deque(walk.start())
-    in_flight: deque[tuple[int, Future[Page]]] = deque()
     pacer = Pacer(concurrency)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
-        try:
-            while wanted or in_flight:
-                while wanted and len(in_flight) < pacer.allowed:
-                    number = wanted.popleft()
-                    in_flight.append((number, pool.submit(client.fetch_page, number, per_page)))
-                number, future = in_flight.popleft()
-                page = future.result()
-                ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
-                wanted.extend(walk.accept(number, page.pagination, [str(i) for i in ids]))
-                _pace(pacer, page)
-                yield page
-        finally:
-            for _, future in in_flight:
-                future.cancel()
+    window = concurrency * READ_AHEAD_PER_FETCHER
+    with OrderedFetcher(lambda number: client.fetch_page(number, per_page), concurrency, window) as fetcher:
+        fetcher.want(walk.start())
+        while fetcher.pending:
+            number, page = fetcher.next()
+            ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
+            further = walk.accept(number, page.pagination, [str(i) for i in ids])
+            if _pace(pacer, page):  # before asking for more: page 1 may already say to slow down
+                fetcher.allow(pacer.allowed)
+            fetcher.want(further)
+            yield page
 
 
-def _pace(pacer: Pacer, page: Page) -> None:
-    """Let the pacer see this page's rate-limit headers; say so when it changes the pace."""
-    if pacer.observe(page.rate_limit_remaining, page.rate_limit_permitted):
+def _pace(pacer: Pacer, page: Page) -> bool:
+    """Let the pacer see this page's rate-limit headers; say so, and True, when it changes the pace."""
+    changed = pacer.observe(page.rate_limit_remaining, page.rate_limit_permitted)
+    if changed:
         log.info(
             "X-Ratelimit-Remaining is %s of %s: fetching %d page(s) at a time",
             pacer.remaining,
@@ -364,6 +361,7 @@ def _pace(pacer: Pacer, page: Page) -> None:
             pacer.allowed,
             extra={"rate_limit_remaining": pacer.remaining, "in_flight": pacer.allowed},
         )
+    return changed
 
 
 def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:
