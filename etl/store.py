@@ -85,9 +85,10 @@ STAGING = Table(
     prefixes=["TEMPORARY"],
     **EXACT_TEXT_TABLE_OPTIONS,
 )
-# Built once the walk is over: one sort instead of an index kept in order through every page.
-# (Plain DDL: an Index object would join the Table and be built with it.)
-CREATE_STAGING_INDEX = text(f"CREATE INDEX ix_katapult_etl_staging_id ON {STAGING.name} (id)")
+# Built once the walk is over: one sort instead of an index kept in order through every page. With seq
+# in it, finding the ids staged twice reads the index alone, not 100,000 staged rows in id order
+# (0.18 s -> 0.03 s). (Plain DDL: an Index object would join the Table and be built with it.)
+CREATE_STAGING_INDEX = text(f"CREATE INDEX ix_katapult_etl_staging_id_seq ON {STAGING.name} (id, seq)")
 # The staged packages whose version changes, with the verdict and the columns that differ.
 CHANGES = Table(
     "katapult_etl_changes",
