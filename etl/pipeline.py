@@ -9,6 +9,7 @@ So a failed, partial or killed run changes nothing but its own sync_runs row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -194,7 +195,7 @@ def _walk_and_merge(
     started: float,
     hooks: Hooks,
 ) -> RunResult:
-    with Session(bind=connection) as session:
+    with Session(bind=connection) as session, _discarded_if_interrupted(connection):
         store = Store(session)
         outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
         _copy_request_stats(client, counts)
@@ -205,12 +206,11 @@ def _walk_and_merge(
         try:
             status, reason, refused = _merge(store, settings, run_id, outcome, counts)
             session.commit()
-        except BaseException:
+        except Exception:
             session.rollback()
+            _unlock_merge(store, session)
             raise
-        finally:
-            store.unlock_after_merge()
-            session.commit()
+        _unlock_merge(store, session)
         # The temporary tables are left to go with the connection, which run_sync closes right
         # after: dropping them first would write every staged page to SQLite's free list.
     return RunResult(
@@ -223,6 +223,24 @@ def _walk_and_merge(
         reason=reason,
         mass_removal_refused=refused,
     )
+
+
+@contextlib.contextmanager
+def _discarded_if_interrupted(connection: Connection) -> Iterator[None]:
+    """A signal (SIGTERM from cron or systemd, Ctrl-C) can land in the middle of a database call, a
+    COPY half sent: the connection's state is then unknown, and rolling it back fails and hides the
+    interruption. It is thrown away instead; the database drops its transaction and temporary tables
+    with it, and the run is recorded as interrupted on a fresh connection."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        connection.invalidate()
+        raise
+
+
+def _unlock_merge(store: Store, session: Session) -> None:
+    store.unlock_after_merge()
+    session.commit()
 
 
 def _merge(
@@ -376,7 +394,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
         connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
         _require_head(connection)
-        with Session(bind=connection) as session:
+        with Session(bind=connection) as session, _discarded_if_interrupted(connection):
             store = Store(session)
             outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
             _apply_classification(counts, store.classify())
