@@ -4,7 +4,8 @@ A walk stores pages in order, but waiting for page k must not leave the fetchers
 idle: each fetcher starts the next wanted page the moment its own is done, not when the page being
 stored is. Bounded twice: at most `allowed` requests in flight (the pacer lowers it as the rate limit
 runs low), and at most `window` pages fetched ahead of the one being stored, so memory stays a
-handful of pages. Knows pages only by number; the client and the walk are the caller's.
+handful of pages. Once a fetch has failed (after the client's own retries) no more are started: the
+walk will stop at that page. Knows pages only by number; the client and the walk are the caller's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class OrderedFetcher(Generic[PageT]):
         self._wanted: deque[int] = deque()
         self._ahead: deque[tuple[int, Future[PageT]]] = deque()  # in page order; fetched or in flight
         self._in_flight = 0
-        self._closed = False
+        self._stopped = False  # closed, or a fetch failed
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
 
     def __enter__(self) -> OrderedFetcher[PageT]:
@@ -37,7 +38,7 @@ class OrderedFetcher(Generic[PageT]):
 
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
-            self._closed = True
+            self._stopped = True
             for _, future in self._ahead:
                 future.cancel()
         self._pool.shutdown(wait=True)
@@ -69,7 +70,7 @@ class OrderedFetcher(Generic[PageT]):
     def _start_more(self) -> None:
         # Called with the lock held, from the walk's thread or from a fetcher that just finished.
         while (
-            not self._closed
+            not self._stopped
             and self._wanted
             and self._in_flight < self._allowed
             and len(self._ahead) < self._window
@@ -79,9 +80,13 @@ class OrderedFetcher(Generic[PageT]):
             self._ahead.append((number, self._pool.submit(self._fetch_and_start_more, number)))
 
     def _fetch_and_start_more(self, number: int) -> PageT:
+        failed = True
         try:
-            return self._fetch(number)
+            page = self._fetch(number)
+            failed = False
+            return page
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._stopped = self._stopped or failed
                 self._start_more()

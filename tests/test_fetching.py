@@ -123,6 +123,18 @@ def test_a_failed_fetch_raises_when_its_turn_comes_and_the_rest_are_not_started(
     assert len(pages.started) <= 4  # pages 1 and 2, and at most the window of two behind them: not 49
 
 
+def test_no_fetch_starts_after_one_has_failed():
+    pages = Pages(released=set(range(1, 50)))
+    pages.failing.add(2)
+    with OrderedFetcher(pages, concurrency=1, window=8) as fetcher:
+        fetcher.want(range(1, 50))
+        assert fetcher.next() == (1, "page 1")
+        with pytest.raises(RuntimeError, match="page 2 failed"):
+            fetcher.next()
+        fetcher.want([50])
+    assert pages.started == [1, 2]
+
+
 def test_pages_wanted_later_are_fetched_too():
     pages = Pages(released={1, 2, 3})
     with OrderedFetcher(pages, concurrency=2, window=4) as fetcher:
