@@ -4,7 +4,7 @@ A walk stores pages in order, but waiting for page k must not leave the fetchers
 idle: each fetcher starts the next wanted page the moment its own is done, not when the page being
 stored is. Bounded twice: at most `allowed` requests in flight (the pacer lowers it as the rate limit
 runs low), and at most `window` pages fetched ahead of the one being stored, so memory stays a
-handful of pages. Once a fetch has failed (after the client's own retries) no more are started: the
+fixed number of pages, whatever the size of the catalogue. Once a fetch has failed (after the client's own retries) no more are started: the
 walk will stop at that page. Knows pages only by number; the client and the walk are the caller's.
 """
 
