@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from etl.catalogue import synthetic_catalogue
@@ -160,6 +161,38 @@ def test_a_stopped_run_is_recorded_as_failed(database_url, api, gate, tmp_path, 
     assert finish(process) == (exit_code, "", err)
     assert catalogue_tables(database_url) == before
     assert runs(database_url) == [*runs_before, ("failed", "interrupted: the run was stopped before it finished")]
+
+
+def test_a_run_stopped_during_its_merge_changes_nothing_and_exits_143(database_url, api, tmp_path,
+                                                                       changed_catalogue):
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("needs a lock that another session holds while the run waits inside a query")
+    before, runs_before = changed_catalogue
+    # Another session holds packages, so the merge's first statement waits for it: the signal lands
+    # inside the merge's transaction, with a query in flight.
+    blocker = create_engine(database_url).connect()
+    try:
+        blocker.execute(text("LOCK TABLE packages IN ACCESS EXCLUSIVE MODE"))
+        process = start_sync(tmp_path, database_url, api)
+        wait_until(lambda: other_sessions_waiting_on_a_lock(database_url) == 1, "the run's merge waits for packages")
+
+        process.send_signal(signal.SIGTERM)
+
+        assert finish(process) == (143, "", "")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert catalogue_tables(database_url) == before
+    assert runs(database_url) == [*runs_before, ("failed", "interrupted: the run was stopped before it finished")]
+
+
+def other_sessions_waiting_on_a_lock(database_url: str) -> int:
+    [(waiting,)] = query(
+        database_url,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return waiting
 
 
 def test_a_second_run_of_the_same_scope_exits_75_at_once(database_url, api, gate, tmp_path):
