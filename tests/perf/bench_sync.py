@@ -2,6 +2,7 @@
 
     python tests/perf/bench_sync.py                       # SQLite; PostgreSQL too if TEST_DATABASE_URL is set
     python tests/perf/bench_sync.py --sizes 10000 --latencies 0   # a quick look
+    python tests/perf/bench_sync.py --repeat 3                    # each figure the median of 3 runs
 
 For each catalogue size N and per-request latency it starts the fake Katapult API (in this process)
 and runs, each in a fresh child process so that its peak RSS is its own:
@@ -176,34 +177,49 @@ def fresh_database(args: argparse.Namespace, kind: str, folder: Path, label: str
 
 
 def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Path) -> list[Row]:
+    """Every figure for one N and latency; with --repeat, each is the median of that many runs."""
     from etl.catalogue import synthetic_catalogue
     from etl.fakeapi import FakeKatapult
 
-    rows: list[Row] = []
     pages = math.ceil(size / PER_PAGE)
     catalogue = synthetic_catalogue(size)
     server = FakeKatapult(
         catalogue, large_set_threshold=10**9, latency=latency_ms / 1000, rate_limit_permitted=10**9
     )
+    measured: dict[tuple[str, str], list[Figures]] = {}
     with server:
-        reference = run_child("reference", server.url, str(pages), str(CONCURRENCY))
-        minimal = run_child("reference", server.url, str(pages), str(CONCURRENCY), str(folder / f"minimal-{size}-{latency_ms}.db"))
-        rows.append(Row(size, latency_ms, "sqlite", "minimal loop", minimal, reference, None, pages))
-        for database in args.databases:
-            for package in catalogue:  # every database starts from the same catalogue
-                package.pop("bench_generation", None)
-            url = fresh_database(args, database, folder, f"{size}-{latency_ms}")
-            for scenario in SYNC_SCENARIOS:
-                if scenario == "1% changed re-sync":
-                    for package in catalogue[::100]:
-                        package["bench_generation"] = package.get("bench_generation", 0) + 1
-                figures = run_child("sync", server.url, url, str(CONCURRENCY))
-                rows.append(
-                    Row(size, latency_ms, database, scenario, figures, reference,
-                        time_target(args, scenario, latency_ms, size, database), pages)
-                )
-            print(f"  measured N={size} latency={latency_ms}ms {database}", file=sys.stderr)
-    return rows
+        for run in range(args.repeat):
+            measured.setdefault(("", "reference"), []).append(
+                run_child("reference", server.url, str(pages), str(CONCURRENCY))
+            )
+            minimal_db = folder / f"minimal-{size}-{latency_ms}-{run}.db"
+            measured.setdefault(("sqlite", "minimal loop"), []).append(
+                run_child("reference", server.url, str(pages), str(CONCURRENCY), str(minimal_db))
+            )
+            for database in args.databases:
+                for package in catalogue:  # every database, every run, starts from the same catalogue
+                    package.pop("bench_generation", None)
+                url = fresh_database(args, database, folder, f"{size}-{latency_ms}-{run}")
+                for scenario in SYNC_SCENARIOS:
+                    if scenario == "1% changed re-sync":
+                        for package in catalogue[::100]:
+                            package["bench_generation"] = package.get("bench_generation", 0) + 1
+                    figures = run_child("sync", server.url, url, str(CONCURRENCY))
+                    measured.setdefault((database, scenario), []).append(figures)
+                print(f"  measured N={size} latency={latency_ms}ms {database} (run {run + 1} of {args.repeat})",
+                      file=sys.stderr)
+    reference = median_figures(measured.pop(("", "reference")))
+    return [
+        Row(size, latency_ms, database, scenario, median_figures(runs), reference,
+            time_target(args, scenario, latency_ms, size, database), pages)
+        for (database, scenario), runs in measured.items()
+    ]
+
+
+def median_figures(runs: list[Figures]) -> Figures:
+    """The median time; the most requests and the highest peak RSS of any run (the worst, not the middle)."""
+    seconds = sorted(figures.seconds for figures in runs)[len(runs) // 2]
+    return Figures(seconds, max(f.requests for f in runs), max(f.rss_mb for f in runs))
 
 
 def large_set_requests(size: int) -> tuple[int, int]:
@@ -260,6 +276,7 @@ def machine_line(args: argparse.Namespace) -> str:
     return (
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, {database}; "
         f"per_page={PER_PAGE}, concurrency={CONCURRENCY}"
+        + (f"; median of {args.repeat} runs" if args.repeat > 1 else "")
     )
 
 
@@ -287,6 +304,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latencies", type=lambda s: [int(x) for x in s.split(",")], default=[0, 20], help="ms")
     parser.add_argument("--databases", type=lambda s: s.split(","), default=None)
     parser.add_argument("--postgresql-url", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each figure; the median time is shown")
     args = parser.parse_args(argv)
     if args.databases is None:
         args.databases = ["sqlite", "postgresql"] if args.postgresql_url else ["sqlite"]
