@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -99,11 +100,26 @@ class BulkInsert:
         connection.exec_driver_sql(self._sql, parameters)
 
     def _copy_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-        # The driver's own connection, inside the transaction SQLAlchemy has begun on it.
-        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        # The driver's own connection, inside the transaction SQLAlchemy has begun on it. A COPY that a
+        # signal stops half-way leaves the connection mid-protocol, so SIGINT and SIGTERM wait the
+        # millisecond until this page's COPY has ended, and then stop the run as usual.
+        with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
             with cursor.copy(self._copy) as copy:
                 for row in rows:
                     copy.write_row(row)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM stay pending in the kernel until the block ends, then arrive as usual."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows, where the job does not run anyway
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def json_from_text(dialect_name: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
