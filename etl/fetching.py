@@ -45,7 +45,8 @@ class OrderedFetcher(Generic[PageT]):
         self._handed_out: deque[int] = deque()  # in page order, not yet taken by next()
         self._arrived: dict[int, _Outcome[PageT]] = {}
         self._in_flight = 0  # handed out and not arrived
-        self._failed = False  # read by the fetchers; set by the one whose fetch failed
+        self._stopped = False  # read by the fetchers: once set, they fetch nothing more
+        self._failure: BaseException | None = None  # the first fetch that failed
         self._work: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[int, _Outcome[PageT]]] = queue.SimpleQueue()
         self._fetchers = [
@@ -58,7 +59,7 @@ class OrderedFetcher(Generic[PageT]):
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        self._failed = True  # nothing handed out but not started is fetched any more
+        self._stopped = True  # nothing handed out but not started is fetched any more
         for _ in self._fetchers:
             self._work.put(None)
         if exc_type is None:  # a walk that ended well waits for its idle fetchers; a stopped one does not
@@ -91,8 +92,8 @@ class OrderedFetcher(Generic[PageT]):
         self._hand_out()
         if isinstance(outcome, BaseException):
             raise outcome
-        if isinstance(outcome, _Skipped):
-            raise RuntimeError(f"page {number} was not fetched after an earlier fetch failed")
+        if isinstance(outcome, _Skipped):  # a later page's fetch failed first: that is why the walk stops
+            raise self._failure or RuntimeError(f"page {number} was not fetched")
         return number, outcome
 
     def _hand_out(self) -> None:
@@ -107,12 +108,13 @@ class OrderedFetcher(Generic[PageT]):
 
     def _fetcher(self) -> None:
         while (number := self._work.get()) is not None:
-            if self._failed:
+            if self._stopped:
                 self._done.put((number, _Skipped()))
                 continue
             try:
                 outcome: _Outcome[PageT] = self._fetch(number)
             except BaseException as error:  # handed to the walk, which raises it in its turn
-                self._failed = True
+                self._failure = self._failure or error
+                self._stopped = True
                 outcome = error
             self._done.put((number, outcome))
