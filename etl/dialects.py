@@ -112,9 +112,6 @@ class BulkInsert:
 @contextlib.contextmanager
 def _stop_signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM stay pending in the kernel until the block ends, then arrive as usual."""
-    if not hasattr(signal, "pthread_sigmask"):  # not on Windows, where the job does not run anyway
-        yield
-        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield

@@ -27,7 +27,7 @@ PageT = TypeVar("PageT")
 
 
 class _Skipped:
-    """What a fetcher answers for a page it did not fetch, because an earlier fetch failed."""
+    """What a fetcher answers for a page it did not fetch: another fetch had failed (or the walk was over)."""
 
 
 _Outcome = Union[PageT, BaseException, _Skipped]
