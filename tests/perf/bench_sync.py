@@ -47,6 +47,7 @@ SYNC_SCENARIOS = ("first sync", "unchanged re-sync", "1% changed re-sync")
 @dataclass(frozen=True)
 class Figures:
     seconds: float
+    cpu_seconds: float  # the process's CPU time, all its threads, over the same span as `seconds`
     requests: int
     rss_mb: float
 
@@ -69,13 +70,13 @@ def child_reference(api_url: str, pages: int, concurrency: int, database_path: s
         return response.json()["packages"]
 
     keep = _minimal_loop(database_path) if database_path else (lambda items: None)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     keep(fetch(1))
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for items in pool.map(fetch, range(2, pages + 1)):
             keep(items)
     keep(None)
-    return Figures(time.perf_counter() - started, pages, _peak_rss_mb())
+    return Figures(time.perf_counter() - started, time.process_time() - cpu_started, pages, _peak_rss_mb())
 
 
 def _minimal_loop(database_path: str) -> Callable[[list[dict] | None], None]:
@@ -100,12 +101,12 @@ def child_sync(api_url: str, database_url: str, concurrency: int) -> Figures:
     from etl.pipeline import run_sync
 
     settings = Settings(database_url=database_url, api_url=api_url, concurrency=concurrency)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = run_sync(settings)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if result.status != "succeeded":
         raise SystemExit(f"sync ended {result.status}: {result.reason}")
-    return Figures(seconds, result.counts.requests, _peak_rss_mb())
+    return Figures(seconds, cpu_seconds, result.counts.requests, _peak_rss_mb())
 
 
 def _peak_rss_mb() -> float:
@@ -209,7 +210,9 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
                 print(f"  measured N={size} latency={latency_ms}ms {database} (run {run + 1} of {args.repeat})",
                       file=sys.stderr)
     reference = median_figures(measured.pop(("", "reference")))
-    return [
+    # The reference's own row, for its CPU time and peak RSS; its ratio is 1 by definition.
+    network = Row(size, latency_ms, "", "network limit", reference, reference, None, None)
+    return [network] + [
         Row(size, latency_ms, database, scenario, median_figures(runs), reference,
             time_target(args, scenario, latency_ms, size, database), pages)
         for (database, scenario), runs in measured.items()
@@ -217,9 +220,11 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
 
 
 def median_figures(runs: list[Figures]) -> Figures:
-    """The median time; the most requests and the highest peak RSS of any run (the worst, not the middle)."""
+    """The median time and CPU time; the most requests and the highest peak RSS of any run (the worst,
+    not the middle)."""
     seconds = sorted(figures.seconds for figures in runs)[len(runs) // 2]
-    return Figures(seconds, max(f.requests for f in runs), max(f.rss_mb for f in runs))
+    cpu_seconds = sorted(figures.cpu_seconds for figures in runs)[len(runs) // 2]
+    return Figures(seconds, cpu_seconds, max(f.requests for f in runs), max(f.rss_mb for f in runs))
 
 
 def large_set_requests(size: int) -> tuple[int, int]:
@@ -236,7 +241,7 @@ def large_set_requests(size: int) -> tuple[int, int]:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'N':>7} {'latency':>7} {'database':<10} {'scenario':<19} {'seconds':>8} {'network':>8} {'ratio':>6} {'target':>6} {'requests':>8} {'RSS MB':>7}  result"
+    header = f"{'N':>7} {'latency':>7} {'database':<10} {'scenario':<19} {'seconds':>8} {'CPU s':>6} {'network':>8} {'ratio':>6} {'target':>6} {'requests':>8} {'RSS MB':>7}  result"
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -244,7 +249,7 @@ def print_table(rows: list[Row]) -> None:
         verdict = " ".join(row.verdicts)
         print(
             f"{row.size:>7} {row.latency_ms:>5}ms {row.database:<10} {row.scenario:<19} "
-            f"{row.figures.seconds:>8.2f} {row.reference.seconds:>8.2f} {row.ratio:>5.2f}x {target:>6} "
+            f"{row.figures.seconds:>8.2f} {row.figures.cpu_seconds:>6.2f} {row.reference.seconds:>8.2f} {row.ratio:>5.2f}x {target:>6} "
             f"{row.figures.requests:>8} {row.figures.rss_mb:>7.1f}  {verdict}"
         )
 
