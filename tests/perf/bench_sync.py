@@ -222,8 +222,10 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
 def median_figures(runs: list[Figures]) -> Figures:
     """The median time and CPU time; the most requests and the highest peak RSS of any run (the worst,
     not the middle)."""
-    seconds = sorted(figures.seconds for figures in runs)[len(runs) // 2]
-    cpu_seconds = sorted(figures.cpu_seconds for figures in runs)[len(runs) // 2]
+    def middle(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    seconds, cpu_seconds = middle([f.seconds for f in runs]), middle([f.cpu_seconds for f in runs])
     return Figures(seconds, cpu_seconds, max(f.requests for f in runs), max(f.rss_mb for f in runs))
 
 
