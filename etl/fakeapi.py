@@ -20,6 +20,9 @@ DEFAULT_TOKEN = "tok_good"
 CORE_PATH = "/core/v1/virtual_machine_packages"
 PUBLIC_PATH = "/public/v1/virtual_machine_packages"
 DEFAULT_PER_PAGE = 30
+# How a page states its totals: as Katapult counts them, as nulls, or left out (Katapult's framework
+# leaves out the keys a field spec excludes).
+TOTALS_STYLES = ("counted", "null", "absent")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 # code -> (HTTP status, description), worded as the real API words them.
@@ -173,10 +176,15 @@ class FakeKatapult:
         self.per_page_cap = per_page_cap
         self.large_set_threshold = large_set_threshold
         self.force_large_set = False
+        self.totals = "counted"  # one of TOTALS_STYLES; "null" and "absent" apply to a set with totals
+        self.omit_large_set = False  # leave the large_set key out of the pagination block
         self.latency = latency
         self.rate_limit_permitted = rate_limit_permitted
         self.requests: list[RecordedRequest] = []
         self.on_request: Callable[[int], None] | None = None
+        # Called with the page's number once its body is built, before it is sent: a change made there
+        # is one the client can only see in the answers to its later requests.
+        self.after_page: Callable[[int], None] | None = None
         self.host, self.port = host, port
         self.url = ""
         self._faults: list[Fault] = []
@@ -229,6 +237,18 @@ class FakeKatapult:
         """Queue `fault` for the next `times` matching requests (FIFO)."""
         with self._lock:
             self._faults.extend([fault] * times)
+
+    def remove_after_page(self, page: int, package_id: str) -> None:
+        """Delete one package from the catalogue right after page `page` is first served (once)."""
+        done = False
+
+        def remove(served: int) -> None:
+            nonlocal done
+            if served == page and not done:
+                done = True
+                self.packages = [package for package in self.packages if package["id"] != package_id]
+
+        self.after_page = remove
 
     def reset_rate_limit(self, used: int = 0) -> None:
         """Count requests against the rate limit from `used` (0: a fresh minute) again."""
@@ -348,8 +368,21 @@ class FakeKatapult:
             "per_page": per_page,
             "large_set": large,
         }
+        self._restyle_totals(pagination)
         chunk = _slice_two(items, extra, start, start + per_page)
-        return json.dumps({"pagination": pagination, key: chunk}).encode()
+        body = json.dumps({"pagination": pagination, key: chunk}).encode()
+        if self.after_page is not None:
+            self.after_page(page)
+        return body
+
+    def _restyle_totals(self, pagination: dict) -> None:
+        """Totals as `totals` and `omit_large_set` say they are sent."""
+        if self.totals == "null":
+            pagination.update(total=None, total_pages=None)
+        elif self.totals == "absent":
+            del pagination["total"], pagination["total_pages"]
+        if self.omit_large_set:
+            del pagination["large_set"]
 
     def _apply_fault(self, handler: _Handler, fault: Fault, req: RecordedRequest,
                      headers: dict[str, str]) -> None:

@@ -278,6 +278,46 @@ def test_on_request_sees_each_page_and_may_mutate_the_catalogue(serve, session):
     assert [p["name"] for p in second["virtual_machine_packages"]] == ["PKG-00002", "PKG-00003"]
 
 
+def test_a_package_removed_after_a_page_is_served_is_gone_from_the_next_answer_on(serve, session):
+    catalogue = synthetic_catalogue(6)
+    fake = serve(list(catalogue))
+    fake.remove_after_page(1, catalogue[0]["id"])
+
+    first = core(fake, session, page=1, per_page=2).json()
+    second = core(fake, session, page=2, per_page=2).json()
+    again = core(fake, session, page=1, per_page=2).json()
+
+    # Page 1 as it was when asked for; after it, everything shifts left by one, once.
+    assert [p["name"] for p in first["virtual_machine_packages"]] == ["PKG-00001", "PKG-00002"]
+    assert [p["name"] for p in second["virtual_machine_packages"]] == ["PKG-00004", "PKG-00005"]
+    assert [p["name"] for p in again["virtual_machine_packages"]] == ["PKG-00002", "PKG-00003"]
+    assert (first["pagination"]["total"], second["pagination"]["total"]) == (6, 5)
+
+
+def test_after_page_sees_each_page_served(serve, session):
+    fake = serve(synthetic_catalogue(5))
+    served = []
+    fake.after_page = served.append
+    for page in (1, 2, 3):
+        core(fake, session, page=page, per_page=2)
+    assert served == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "totals, omit_large_set, expected",
+    [
+        ("null", False, {"current_page": 1, "total_pages": None, "total": None, "per_page": 2, "large_set": False}),
+        ("null", True, {"current_page": 1, "total_pages": None, "total": None, "per_page": 2}),
+        ("absent", False, {"current_page": 1, "per_page": 2, "large_set": False}),
+        ("absent", True, {"current_page": 1, "per_page": 2}),
+    ],
+)
+def test_totals_may_be_served_null_or_left_out(serve, session, totals, omit_large_set, expected):
+    fake = serve(synthetic_catalogue(5))
+    fake.totals, fake.omit_large_set = totals, omit_large_set
+    assert core(fake, session, page=1, per_page=2).json()["pagination"] == expected
+
+
 def test_keep_alive_serves_several_requests_on_one_connection(fake):
     conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
     try:
