@@ -1,8 +1,9 @@
 """One sync run, end to end. The pipeline owns the run's lock, its run record and its transaction.
 
     lock the scope → mark dead runs failed → record this run as running (committed)
-    → walk every page into a temporary staging table → merge it, in ONE transaction, with the run's
-    final record → or, on any error, roll the merge back and record the run as failed.
+    → walk every page into a temporary staging table → if that walk missed a listed package, walk
+    again, noting only ids, to confirm it → merge, in ONE transaction, with the run's final record
+    → or, on any error, roll the merge back and record the run as failed.
 
 So a failed, partial or killed run changes nothing but its own sync_runs row.
 """
@@ -16,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from sqlalchemy import Engine
@@ -37,7 +39,7 @@ from .errors import (
 from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
-from .records import package_values
+from .records import package_id_of, package_values
 from .store import Store
 from .types import utc_now
 
@@ -52,6 +54,8 @@ PAGES_PER_STAGING_COMMIT = 50
 # while one slow page holds up the order; at 4 fetchers and 200 packages a page, about 7 MB of pages
 # (2 per fetcher walked as fast at 20 ms; 8 is what the benchmark in the README measured).
 READ_AHEAD_PER_FETCHER = 8
+# Ids named in the warning about packages only one walk missed; the count is always given.
+MISSED_ONCE_IDS_SHOWN = 10
 
 
 @dataclass
@@ -93,6 +97,14 @@ class WalkOutcome:
     pages: int
     complete: bool
     reason: str | None
+    per_page: int = 0  # the page size Katapult took
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Whether this run's walks prove what is missing: `reason` says why not (None: they do)."""
+
+    reason: str | None = None
 
 
 @dataclass
@@ -198,14 +210,14 @@ def _walk_and_merge(
 ) -> RunResult:
     with Session(bind=connection) as session, _discarded_if_interrupted(connection):
         store = Store(session)
-        outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
+        proof = _Walk(connection, session, store, client, settings, counts, hooks.on_page).with_proof()
         _copy_request_stats(client, counts)
         # End the walk's last read: on SQLite a merge that grew out of a DEFERRED read would fail at once
         # ("database is locked") instead of waiting while another scope's merge holds the write lock.
         session.commit()
         connection.execution_options(sqlite_begin="IMMEDIATE")
         try:
-            status, reason, refused = _merge(store, settings, run_id, outcome, counts)
+            status, reason, refused = _merge(store, settings, run_id, proof, counts)
             session.commit()
         except Exception:
             session.rollback()
@@ -245,12 +257,12 @@ def _unlock_merge(store: Store, session: Session) -> None:
 
 
 def _merge(
-    store: Store, settings: Settings, run_id: int, outcome: WalkOutcome, counts: RunCounts
+    store: Store, settings: Settings, run_id: int, proof: Proof, counts: RunCounts
 ) -> tuple[str, str | None, bool]:
     store.lock_for_merge()
     now = utc_now()
     _apply_classification(counts, store.classify())
-    removal = _removal_decision(store, settings, outcome)
+    removal = _removal_decision(store, settings, proof)
     store.upsert_groups(now)
     store.close_versions_of_updated(run_id, now)
     store.upsert_packages(now, unchanged=counts.unchanged)
@@ -271,10 +283,11 @@ class RemovalDecision:
     refused: bool = False
 
 
-def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) -> RemovalDecision:
-    """Whether this run may remove packages: only after a complete walk, and not half the catalogue."""
-    if not outcome.complete:
-        return RemovalDecision(False, reason=f"walk not shown complete, nothing removed: {outcome.reason}")
+def _removal_decision(store: Store, settings: Settings, proof: Proof) -> RemovalDecision:
+    """Whether this run may remove packages: only what two complete walks missed, and not half the
+    catalogue."""
+    if proof.reason is not None:
+        return RemovalDecision(False, reason=proof.reason)
     missing = store.count_missing(settings.scope.key)
     listed = store.count_listed(settings.scope.key)
     if missing and missing * 2 > listed and not settings.allow_mass_removal:
@@ -306,6 +319,37 @@ class _Walk:
     counts: RunCounts
     on_page: Callable[[int, int | None], None]
 
+    def with_proof(self) -> Proof:
+        """Walk until shown complete; if that walk missed listed packages, confirm with a second walk
+        of ids only, so that a package is removed only if both missed it (items that shift while the
+        pages are read make one walk miss a live package)."""
+        outcome = self.until_shown_complete()
+        if not outcome.complete:
+            return Proof(f"walk not shown complete, nothing removed: {outcome.reason}")
+        scope = self.settings.scope.key
+        missing = self.store.count_missing(scope)
+        self.session.commit()
+        if not missing:
+            return Proof()
+        log.info("%d listed package(s) missing from the walk: walking again to confirm before removing", missing)
+        confirming = self._confirming_walk(outcome.per_page)
+        if not confirming.complete:
+            return Proof(f"confirming walk not shown complete, nothing removed: {confirming.reason}")
+        self._warn_of_missed_once(scope)
+        return Proof()
+
+    def _warn_of_missed_once(self, scope: str) -> None:
+        count, ids = self.store.missed_once(scope, MISSED_ONCE_IDS_SHOWN)
+        self.session.commit()
+        if count:
+            more = f" and {count - len(ids)} more" if count > len(ids) else ""
+            log.warning(
+                "%d package(s) missed by one walk but seen by the other stay listed: %s%s",
+                count,
+                ", ".join(ids),
+                more,
+            )
+
     def until_shown_complete(self) -> WalkOutcome:
         """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
         self.connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
@@ -332,20 +376,34 @@ class _Walk:
         return self._walk(sizes[-1])
 
     def _walk(self, per_page: int) -> WalkOutcome:
+        """One walk into the staging table, each package whole."""
+        return self._walk_into(per_page, lambda items: self.store.stage([package_values(i) for i in items]),
+                               self.store.finish_staging)
+
+    def _confirming_walk(self, per_page: int) -> WalkOutcome:
+        """One walk that notes only the ids it sees (the merge takes the first walk's content)."""
+        self.store.create_confirming()
+        self.session.commit()
+        return self._walk_into(per_page, lambda items: self.store.confirm([package_id_of(i) for i in items]),
+                               self.store.finish_confirming)
+
+    def _walk_into(
+        self, per_page: int, keep: Callable[[list[dict[str, Any]]], None], finish: Callable[[], int]
+    ) -> WalkOutcome:
         walk = PageWalk()
         counts = self.counts
         for page in _fetch_in_order(walk, self.client, per_page, self.settings.concurrency):
-            rows = [package_values(item) for item in page.items]
-            self.store.stage(rows)
+            keep(page.items)
             counts.pages_fetched += 1
             if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
                 self.session.commit()
-            log.info("page %d: %d packages", page.number, len(rows), extra={"page": page.number, "packages": len(rows)})
+            size = len(page.items)
+            log.info("page %d: %d packages", page.number, size, extra={"page": page.number, "packages": size})
             self.on_page(walk.pages_accepted, page.pagination.total_pages)
-        distinct = self.store.finish_staging()
+        distinct = finish()
         self.session.commit()
         complete, reason = walk.shown_complete(distinct)
-        return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
+        return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason, per_page=per_page)
 
     def _clear_staging(self) -> None:
         self.store.create_staging()
@@ -397,9 +455,9 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
         _require_head(connection)
         with Session(bind=connection) as session, _discarded_if_interrupted(connection):
             store = Store(session)
-            outcome = _Walk(connection, session, store, client, settings, counts, hooks.on_page).until_shown_complete()
+            proof = _Walk(connection, session, store, client, settings, counts, hooks.on_page).with_proof()
             _apply_classification(counts, store.classify())
-            removal = _removal_decision(store, settings, outcome)
+            removal = _removal_decision(store, settings, proof)
             if removal.allowed and removal.missing:
                 counts.removed = store.count_would_remove(settings.scope.key)
             session.rollback()  # the temporary tables go with the connection

@@ -94,11 +94,7 @@ def package_values(raw: Any) -> tuple[Any, ...]:
     are taken with map() and their types checked all at once, as one tuple of types; a catalogue has
     only a handful of those (which fields are null), so each is judged once.
     """
-    if not isinstance(raw, dict):
-        raise RecordError(f"a package is {type(raw).__name__}, not a JSON object")
-    package_id = raw.get("id")
-    if type(package_id) is not str or not package_id:
-        raise RecordError(f"a package has no id (name {raw.get('name')!r})")
+    package_id = package_id_of(raw)
     group = _object(raw, "group", package_id)
     icon = _object(raw, "icon", package_id)
     values = (*map(raw.get, _TOP_KEYS), *map(group.get, _GROUP_KEYS), *map(icon.get, _ICON_KEYS))
@@ -106,6 +102,16 @@ def package_values(raw: Any) -> tuple[Any, ...]:
         _refuse_wrong_type(values, package_id)
     text = canonical_json(raw)
     return (package_id, *values, hash_of_text(text), text)
+
+
+def package_id_of(raw: Any) -> str:
+    """A package's id alone (all a confirming walk keeps), refused as package_values refuses it."""
+    if not isinstance(raw, dict):
+        raise RecordError(f"a package is {type(raw).__name__}, not a JSON object")
+    package_id = raw.get("id")
+    if type(package_id) is not str or not package_id:
+        raise RecordError(f"a package has no id (name {raw.get('name')!r})")
+    return package_id
 
 
 def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:

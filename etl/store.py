@@ -8,6 +8,10 @@ and the table never has to be read back to place a row. At the end of a walk one
 single sort) and an id staged twice (items shift while paging) keeps only its newest content. The
 merge then notes, in a second, narrow temporary table, the packages whose version changes, instead of
 rewriting every staged row with its verdict.
+
+A package is removed only if two walks missed it: when the staged walk misses a listed package, a
+confirming walk records the ids it sees in a third temporary table, and only what neither walk saw
+counts as missing.
 """
 
 from __future__ import annotations
@@ -99,6 +103,16 @@ CHANGES = Table(
     prefixes=["TEMPORARY"],
     **EXACT_TEXT_TABLE_OPTIONS,
 )
+# The ids a confirming walk saw: all removal needs of it. No key while the walk runs (the same id may
+# come twice when items shift); an index once it is over.
+CONFIRMED = Table(
+    "katapult_etl_confirmed",
+    _staging_metadata,
+    Column("id", STAGING.c.id.type, nullable=False),
+    prefixes=["TEMPORARY"],
+    **EXACT_TEXT_TABLE_OPTIONS,
+)
+CREATE_CONFIRMED_INDEX = text(f"CREATE INDEX ix_katapult_etl_confirmed_id ON {CONFIRMED.name} (id)")
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
 STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
@@ -111,6 +125,8 @@ class Store:
         dialect = session.get_bind().dialect
         self._dialect = dialect.name
         self._staging_insert = BulkInsert(STAGING, STAGED_COLUMNS, dialect)
+        self._confirmed_insert = BulkInsert(CONFIRMED, ("id",), dialect)
+        self._confirming = False  # whether CONFIRMED holds a confirming walk's ids
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
 
@@ -125,7 +141,9 @@ class Store:
     def drop_staging(self) -> None:
         connection = self.session.connection()
         CHANGES.drop(connection, checkfirst=True)
+        CONFIRMED.drop(connection, checkfirst=True)
         STAGING.drop(connection, checkfirst=True)
+        self._confirming = False
 
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Append one page of package_values() tuples, numbered in walk order."""
@@ -151,6 +169,24 @@ class Store:
             )
         self._distinct = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
         return self._distinct
+
+    def create_confirming(self) -> None:
+        """An empty table for a confirming walk's ids; from now on a package is missing only if it is in
+        neither table."""
+        connection = self.session.connection()
+        CONFIRMED.drop(connection, checkfirst=True)
+        CONFIRMED.create(connection)
+        self._confirming = True
+
+    def confirm(self, ids: list[str]) -> None:
+        """Append the ids of one page of the confirming walk."""
+        if ids:
+            self._confirmed_insert.execute(self.session.connection(), [(package_id,) for package_id in ids])
+
+    def finish_confirming(self) -> int:
+        """Index the confirmed ids; returns how many distinct packages the confirming walk saw."""
+        self.session.execute(CREATE_CONFIRMED_INDEX)
+        return self.session.execute(select(func.count(CONFIRMED.c.id.distinct()))).scalar_one()
 
     def classify(self) -> dict[str, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
@@ -280,10 +316,22 @@ class Store:
         ).scalar_one()
 
     def count_missing(self, scope: str) -> int:
-        """Packages this scope listed that the walk did not see."""
+        """Packages this scope listed that no walk of this run saw."""
         return self.session.execute(
-            select(func.count()).select_from(PackageListing).where(_listed_in(scope), _not_staged())
+            select(func.count()).select_from(PackageListing).where(_listed_in(scope), self._unseen())
         ).scalar_one()
+
+    def missed_once(self, scope: str, limit: int) -> tuple[int, list[str]]:
+        """Packages this scope listed that the staged walk missed and the confirming walk saw: how
+        many, and the first `limit` of their ids in id order."""
+        missed = and_(_listed_in(scope), _not_staged(), _confirmed())
+        count = self.session.execute(select(func.count()).select_from(PackageListing).where(missed)).scalar_one()
+        if not count:
+            return 0, []
+        ids = self.session.execute(
+            select(PackageListing.package_id).where(missed).order_by(PackageListing.package_id).limit(limit)
+        ).scalars()
+        return count, list(ids)
 
     def count_would_remove(self, scope: str) -> int:
         """Missing packages that no other scope lists either: what removal would mark removed."""
@@ -297,13 +345,13 @@ class Store:
         return self.session.execute(
             select(func.count())
             .select_from(listing)
-            .where(_listed_in(scope), _not_staged(), not_(listed_elsewhere))
+            .where(_listed_in(scope), self._unseen(), not_(listed_elsewhere))
         ).scalar_one()
 
     def remove_missing(self, scope: str, run_id: int, now: datetime) -> int:
-        """Unlist what the walk did not see; remove the packages no scope lists any more."""
+        """Unlist what no walk saw; remove the packages no scope lists any more."""
         self._bulk_update(
-            update(PackageListing).where(_listed_in(scope), _not_staged()).values(unlisted_at=now)
+            update(PackageListing).where(_listed_in(scope), self._unseen()).values(unlisted_at=now)
         )
         orphans = _unlisted_everywhere(scope)
         self._bulk_update(
@@ -314,6 +362,10 @@ class Store:
         return self._bulk_update(
             update(Package).where(Package.removed_at.is_(None), Package.id.in_(orphans)).values(removed_at=now)
         )
+
+    def _unseen(self) -> Any:
+        """Not seen by the staged walk, nor by the confirming walk when there was one."""
+        return and_(_not_staged(), not_(_confirmed())) if self._confirming else _not_staged()
 
     def _bulk_update(self, statement: Any) -> int:
         """Run an UPDATE of many rows; returns how many it changed.
@@ -357,6 +409,10 @@ def _not_staged() -> Any:
     # whenever it expects few listings (stale statistics after a first sync): 100,000 of each took
     # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say.
     return ~exists().where(STAGING.c.id == PackageListing.package_id)
+
+
+def _confirmed() -> Any:
+    return exists().where(CONFIRMED.c.id == PackageListing.package_id)
 
 
 def _unlisted_everywhere(scope: str) -> Any:

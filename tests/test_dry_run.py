@@ -42,11 +42,11 @@ def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_ur
 
     assert (result.exit_code, result.err) == (0, "")
     assert result.out.startswith(
-        "dry run: scope=public api=public pages=3 packages_seen=12 created=1 updated=1 restored=0 removed=1 "
+        "dry run: scope=public api=public pages=6 packages_seen=12 created=1 updated=1 restored=0 removed=1 "
         "unchanged=10 seconds="
     )
     assert " run=" not in result.out
-    assert len(api.requests) == 3
+    assert len(api.requests) == 6  # the package gone is confirmed by a second walk, as in a real run
     assert every_table(database_url) == tables
     assert files_beside(database_url) == files
 

@@ -67,12 +67,69 @@ def test_the_short_page_is_judged_by_the_per_page_the_server_reports():
     assert walk.accept(1, large(1, per_page=2), ids(1, 2)) == [2]
 
 
-def test_total_pages_growing_during_the_walk_adds_pages():
+def test_total_pages_growing_during_the_walk_adds_pages_but_is_not_shown_complete():
     walk = PageWalk()
     walk.start()
     assert walk.accept(1, counted(1, 4), ids(1, 2)) == [2]
     assert walk.accept(2, counted(2, 5), ids(3, 4)) == [3]
     assert walk.accept(3, counted(3, 5), ids(5)) == []
+    assert walk.finished
+    assert walk.shown_complete(5) == (
+        False,
+        "Katapult's count changed during the walk: 4 packages in 2 pages on page 1, 5 packages in 3 pages on page 2",
+    )
+
+
+def test_a_total_that_drops_during_the_walk_is_not_shown_complete():
+    # A package deleted after page 1 was served: page 2 starts one package later, and one is never seen,
+    # yet the walk sees as many distinct ids as the last pages count.
+    walk = PageWalk()
+    walk.start()
+    assert walk.accept(1, counted(1, 6), ids(1, 2)) == [2, 3]
+    assert walk.accept(2, counted(2, 5), ids(4, 5)) == []
+    assert walk.accept(3, counted(3, 5), ids(6)) == []
+    assert walk.finished
+    assert walk.shown_complete(5) == (
+        False,
+        "Katapult's count changed during the walk: 6 packages in 3 pages on page 1, 5 packages in 3 pages on page 2",
+    )
+
+
+def test_totals_that_go_missing_during_the_walk_are_a_change():
+    walk = PageWalk()
+    walk.start()
+    assert walk.accept(1, counted(1, 3), ids(1, 2)) == [2]
+    assert walk.accept(2, Pagination(2, None, None, 2, True), ids(3)) == []
+    assert walk.finished
+    assert walk.shown_complete(3) == (
+        False,
+        "Katapult's count changed during the walk: 3 packages in 2 pages on page 1, "
+        "an unknown number of packages in an unknown number of pages on page 2",
+    )
+
+
+def unknown(page: int) -> Pagination:
+    """Totals null or left out, and large_set false or left out (absent keys parse as None and False)."""
+    return Pagination(page, None, None, 2, False)
+
+
+def test_missing_totals_are_unknown_and_walked_until_a_short_page():
+    # Not a catalogue of one page: that read removed everything after page 1.
+    walk = PageWalk()
+    walk.start()
+    assert walk.accept(1, unknown(1), ids(1, 2)) == [2]
+    assert not walk.finished
+    assert walk.accept(2, unknown(2), ids(3, 4)) == [3]
+    assert walk.accept(3, unknown(3), ids(5)) == []
+    assert walk.finished
+    assert walk.shown_complete(5) == (True, None)
+
+
+def test_only_one_of_the_totals_is_unknown_too():
+    walk = PageWalk()
+    walk.start()
+    assert walk.accept(1, Pagination(1, None, 5, 2, False), ids(1, 2)) == [2]
+    assert walk.accept(2, Pagination(2, None, 5, 2, False), ids(3)) == []
     assert walk.finished
 
 
