@@ -51,7 +51,8 @@ def test_runs_are_listed_newest_first_and_a_cut_list_says_so(cli, database_url, 
         "  removed  unchanged  error",
         f" 3  {second(times[3][0])}  public  succeeded  {seconds[3]:>7}      1        0    20        0        0"
         "         2        0         18",
-        f" 2  {second(times[2][0])}  public  succeeded  {seconds[2]:>7}      1        0    18        0        2"
+        # Run 2 removed two packages: its walk and the walk confirming them, one page each.
+        f" 2  {second(times[2][0])}  public  succeeded  {seconds[2]:>7}      2        0    18        0        2"
         "         0        2         16",
         "... 1 older run not shown: --limit 3 shows all",
     ]

@@ -66,7 +66,7 @@ def _incomplete(api: FakeKatapult) -> tuple[list[str], int]:
 
 
 def _mass_removal(api: FakeKatapult) -> tuple[list[str], int]:
-    api.add_fault(Fault(body=page_1([])))
+    api.add_fault(Fault(body=page_1([])), times=2)  # an empty catalogue, for the walk and the confirming walk
     return [], 4
 
 
