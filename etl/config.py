@@ -12,6 +12,12 @@ from .errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///katapult.db"
 DEFAULT_API_URL = "https://api.katapult.io"
 MAX_PER_PAGE = 200
+# More fetchers than this only multiply threads and connections: Katapult's rate limit (600 a minute)
+# is reached well before, and the pacer would hold them back anyway.
+MAX_CONCURRENCY = 16
+# A page of 200 packages is about 200 KB; one over 50 MB is not a page of this catalogue, and reading
+# stops there rather than holding it all in memory.
+MAX_PAGE_BYTES = 50 * 1024 * 1024
 TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
 
 
@@ -70,14 +76,17 @@ class Settings:
     read_timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 4
+    max_page_bytes: int = MAX_PAGE_BYTES
     allow_mass_removal: bool = False
     dry_run: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_page <= MAX_PER_PAGE:
             raise ConfigError(f"--per-page must be between 1 and {MAX_PER_PAGE}, not {self.per_page}")
-        if self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}")
+        if self.max_page_bytes < 1:
+            raise ConfigError(f"the page size bound must be at least 1 byte, not {self.max_page_bytes}")
         if not self.scope.is_public and not self.token:
             raise ConfigError(
                 "an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file"
@@ -109,6 +118,10 @@ def check_token_transport(api_url: str) -> None:
     if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
         return
     raise ConfigError(f"refusing to send the API token to {parts.scheme}://{parts.hostname}: use https")
+
+
+def is_loopback_url(url: str) -> bool:
+    return _is_loopback(urlsplit(url).hostname or "")
 
 
 def _is_loopback(host: str) -> bool:

@@ -57,6 +57,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)  # extra or overriding headers, e.g. Retry-After
     delay: float = 0.0  # seconds to sleep before answering, to trigger client read timeouts
     truncate_body: bool = False  # full Content-Length, half the body, then the connection is closed
+    trickle: float = 0.0  # seconds between the body's bytes, sent one at a time (until the client hangs up)
     page: int | None = None  # only match requests for this page (absent page counts as 1); None: any
 
 
@@ -177,6 +178,8 @@ class FakeKatapult:
         self.rate_limit_permitted = rate_limit_permitted
         self.requests: list[RecordedRequest] = []
         self.on_request: Callable[[int], None] | None = None
+        # Called with every request, fault or not, before it is answered (lets tests move a fake clock).
+        self.on_answer: Callable[[RecordedRequest], None] | None = None
         self.host, self.port = host, port
         self.url = ""
         self._faults: list[Fault] = []
@@ -269,6 +272,8 @@ class FakeKatapult:
                    "X-Ratelimit-Remaining": str(remaining)}
         if self.latency:
             time.sleep(self.latency)
+        if self.on_answer is not None:
+            self.on_answer(recorded)
         if fault is not None:
             self._apply_fault(handler, fault, recorded, headers)
             return
@@ -360,7 +365,8 @@ class FakeKatapult:
         if fault.error_code and status == 200:  # a bare error_code implies its usual status
             status = ERRORS.get(fault.error_code, (500, ""))[0]
         body = self._fault_body(fault, status, req)
-        self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body)
+        self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body,
+                   trickle=fault.trickle)
 
     def _fault_body(self, fault: Fault, status: int, req: RecordedRequest) -> bytes:
         """The fault's own bytes, else a Katapult error body for error statuses, else the normal body."""
@@ -380,13 +386,17 @@ class FakeKatapult:
 
     @staticmethod
     def _send(handler: _Handler, status: int, body: bytes, headers: dict[str, str],
-              truncate: bool = False) -> None:
-        """Write status, headers and body; with truncate, only half the body, then hang up."""
+              truncate: bool = False, trickle: float = 0.0) -> None:
+        """Write status, headers and body; with truncate, only half the body, then hang up; with
+        trickle, one byte at a time."""
         handler.send_response(status)
         merged = {"Content-Type": "application/json", **headers, "Content-Length": str(len(body))}
         for name, value in merged.items():
             handler.send_header(name, value)
         handler.end_headers()
+        if trickle:
+            _trickle(handler, body, trickle)
+            return
         if not truncate:
             handler.wfile.write(body)
             return
@@ -394,6 +404,19 @@ class FakeKatapult:
         handler.close_connection = True
         # A FIN before Content-Length bytes arrive: the client sees an incomplete body.
         handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _trickle(handler: _Handler, body: bytes, interval: float) -> None:
+    """Send `body` a byte every `interval` seconds; stop when the client has hung up."""
+    handler.wfile.flush()
+    for index in range(len(body)):
+        try:
+            handler.wfile.write(body[index:index + 1])
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
+            return
+        time.sleep(interval)
 
 
 def main(argv: list[str] | None = None) -> None:

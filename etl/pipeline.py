@@ -135,7 +135,7 @@ def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     run_id = _record_start(engine, settings)
     counts = RunCounts()
     try:
-        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
             try:
                 result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks)
             finally:
@@ -392,7 +392,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
     started = hooks.clock()
     counts = RunCounts()
-    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
         connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
         _require_head(connection)
         with Session(bind=connection) as session, _discarded_if_interrupted(connection):

@@ -4,7 +4,8 @@ names one, MariaDB or MySQL when TEST_MYSQL_URL does) and the fake Katapult API 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,7 @@ class Cli:
         self._capsys = capsys
         self._monkeypatch = monkeypatch
         self.sleeps: list[float] = []
+        self.clock: Callable[[], float] = time.monotonic  # a test may stop time: `cli.clock = lambda: 0.0`
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
         for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN"):
@@ -104,7 +106,7 @@ class Cli:
         for name, value in (env or {}).items():
             self._monkeypatch.setenv(name, value)
         self._capsys.readouterr()
-        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append))
+        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append, clock=self.clock))
         captured = self._capsys.readouterr()
         return CliResult(exit_code, captured.out, captured.err)
 
