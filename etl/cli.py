@@ -169,9 +169,11 @@ def read_token(token_file: Path | None) -> str | None:
     if token_file is None:
         return os.environ.get("KATAPULT_API_TOKEN", "").strip() or None
     try:
-        token = token_file.read_text().strip()
+        token = token_file.read_bytes().decode("utf-8").strip()
     except OSError as error:
         raise ConfigError(f"cannot read the token file {token_file}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the token file {token_file} is not UTF-8 text") from None
     if not token:
         raise ConfigError(f"the token file {token_file} is empty")
     return token

@@ -90,7 +90,10 @@ def _create_private_file(path: Path) -> None:
         return
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"cannot create the SQLite database {path}: folder {path.parent} does not exist")
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as error:  # a read-only folder, or one the job's user may not write in
+        raise DatabaseError(f"cannot create the SQLite database {path}: {error.strerror}") from None
 
 
 def migrations_folder() -> Path:

@@ -205,7 +205,10 @@ def _file_lock(database_url: str, scope: str) -> Iterator[None]:
         yield
         return
     # One lock file beside the database; each scope locks its own byte of it.
-    descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:  # a read-only folder, or one the job's user may not write in
+        raise DatabaseError(f"cannot create the run lock file {path}.lock: {error.strerror}") from None
     offset = _lock_key(scope) & 0x7FFFFFFF
     try:
         try:
