@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import __version__, demo, reports, tables
-from .config import DEFAULT_API_URL, DEFAULT_DATABASE_URL, MAX_PER_PAGE, RetryPolicy, Scope, Settings
+from .config import DEFAULT_API_URL, DEFAULT_DATABASE_URL, MAX_CONCURRENCY, MAX_PER_PAGE, RetryPolicy, Scope, Settings
 from .database import open_engine, reading, upgrade
 from .errors import ConfigError, EtlError, MetricsError, RunLockedError
 from .logs import FORMATS, configure_logging, is_terminal
@@ -98,11 +98,11 @@ def add_sync_command(commands: argparse._SubParsersAction, common: argparse.Argu
     scope.add_argument("--organization-id", metavar="ID", help="an organization's packages, by id")
     scope.add_argument("--organization-sub-domain", metavar="SUB", help="an organization's packages, by sub-domain")
     sync.add_argument("--per-page", type=int, default=MAX_PER_PAGE, help="page size to ask for (default %(default)s)")
-    sync.add_argument("--concurrency", type=int, default=4, help="pages fetched at once when totals are known (default %(default)s)")
+    sync.add_argument("--concurrency", type=int, default=4, help=f"pages fetched at once when totals are known, 1 to {MAX_CONCURRENCY} (default %(default)s)")
     sync.add_argument("--max-attempts", type=int, default=8, help="attempts per request (default %(default)s)")
-    sync.add_argument("--retry-budget", type=float, default=300.0, metavar="SECONDS", help="total time a run may spend waiting to retry (default %(default)s)")
+    sync.add_argument("--retry-budget", type=float, default=300.0, metavar="SECONDS", help="total time a run may spend on failed attempts and the waits between them (default %(default)s)")
     sync.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default %(default)s")
-    sync.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="default %(default)s")
+    sync.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="time for a whole answer, body included (default %(default)s)")
     sync.add_argument("--dry-run", action="store_true", help="walk and report what would change; write nothing")
     sync.add_argument("--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages")
     sync.add_argument("--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here")
