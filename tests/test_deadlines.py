@@ -132,7 +132,8 @@ def test_a_page_over_the_bound_is_refused_without_retrying(api):
 
 def test_a_compressed_page_is_read_no_further_than_50_mb(api):
     """51 MB of zeros in 50 KB of gzip: the size the Content-Length promises is no bound; the reading is."""
-    api.add_fault(Fault(body=gzip.compress(b"0" * (MAX_PAGE_BYTES + 1024 * 1024)), headers={"Content-Encoding": "gzip"}))
+    bomb = gzip.compress(b"0" * (MAX_PAGE_BYTES + 1024 * 1024))
+    api.add_fault(Fault(body=bomb, headers={"Content-Encoding": "gzip"}))
 
     with make_client(api, []) as client, pytest.raises(UnexpectedResponseError) as refused:
         client.fetch_page(1, 200)
