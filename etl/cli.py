@@ -270,7 +270,10 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks) -> int:
 
 def cmd_demo(args: argparse.Namespace, hooks: Hooks) -> int:
     database = args.database or Path(tempfile.mkdtemp(prefix="katapult-demo-")) / "katapult.db"
-    print("Starting a fake Katapult API on 127.0.0.1 with the real 20-package public catalogue.")
+    print(
+        "Starting a fake Katapult API on 127.0.0.1 with Katapult's 20-package public catalogue "
+        f"as its API answered it on {demo.RECORDED_AS_OF}."
+    )
     result = demo.run_demo(database, hooks, on_run=lambda run: print(summary_line(run)))
     print()
     print("\n".join(tables.changes_table(result.changes, result.since)))
