@@ -470,9 +470,10 @@ def test_a_file_that_is_not_a_database_is_left_alone(cli, api, tmp_path):
 
     result = cli("sync", "--database-url", f"sqlite:///{path}", "--api-url", api.url)
 
-    assert (result.exit_code, result.out) == (1, "")
-    assert result.err == error_line("could not migrate the database: file is not a database")
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err == error_line(f"{path} is not a SQLite database")
     assert path.read_bytes() == b"these are not the tables you are looking for\n" * 100
+    assert sorted(tmp_path.iterdir()) == [path]  # no lock file beside it
 
 
 @contextmanager

@@ -320,9 +320,10 @@ def test_the_commands_never_migrate_a_database(cli, database_url):
 
 
 def test_a_limit_below_one_is_a_usage_error(cli, database_url):
-    with pytest.raises(SystemExit) as exit:
-        cli("runs", "--limit", "0", "--database-url", database_url)
-    assert exit.value.code == 2
+    result = cli("runs", "--limit", "0", "--database-url", database_url)
+
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err.endswith("error: argument --limit: must be a whole number of at least 1, not '0'\n")
 
 
 # -- tables ----------------------------------------------------------------------------------------------
