@@ -119,17 +119,43 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; a no-op when it is there already."""
+def upgrade(engine: Engine) -> str | None:
+    """Bring the database to the newest schema (a no-op when it is there already); returns the
+    revision it was at."""
     from .dialects import migration_lock  # imported here: dialects imports this module
 
     try:
         with engine.begin() as connection, migration_lock(connection):
-            if current_revision(connection) == head_revision():
-                return
-            command.upgrade(alembic_config(connection), "head")
+            before = current_revision(connection)
+            if before != head_revision():
+                command.upgrade(alembic_config(connection), "head")
+            return before
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
+
+
+def migrate(url: str) -> str | None:
+    """`db upgrade`: the database at `url` brought to the newest schema; returns the revision it was at."""
+    engine = open_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def revision_of(url: str) -> str | None:
+    """The schema revision of the database at `url` (None: no schema yet); creates and changes nothing."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    engine = open_engine(url)
+    try:
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            return current_revision(connection)
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from None
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

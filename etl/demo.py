@@ -1,7 +1,7 @@
 """`katapult-etl demo`: the whole job, offline, in one command.
 
-It starts the built-in fake Katapult API on a free loopback port with the real 20-package public
-catalogue, syncs it into a new SQLite file, changes a few packages and removes one, syncs again, and
+It starts the built-in fake Katapult API on a free loopback port with Katapult's 20-package public
+catalogue as recorded (etl/catalogue.py), syncs it into a new SQLite file, changes a few packages and removes one, syncs again, and
 returns what changed. No token, no network.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .catalogue import RECORDED_AS_OF
 from .config import Settings
 from .database import reading
 from .errors import ConfigError

@@ -101,12 +101,15 @@ class Cli:
         self.clock: Callable[[], float] = time.monotonic  # a test may stop time: `cli.clock = lambda: 0.0`
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
-        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN"):
+        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN", "KATAPULT_API_KEY"):
             self._monkeypatch.delenv(name, raising=False)
         for name, value in (env or {}).items():
             self._monkeypatch.setenv(name, value)
         self._capsys.readouterr()
-        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append, clock=self.clock))
+        try:
+            exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append, clock=self.clock))
+        except SystemExit as exit:  # argparse: --help, --version and usage errors
+            exit_code = int(exit.code or 0)
         captured = self._capsys.readouterr()
         return CliResult(exit_code, captured.out, captured.err)
 

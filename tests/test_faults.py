@@ -471,9 +471,10 @@ def test_a_file_that_is_not_a_database_is_left_alone(cli, api, tmp_path):
 
     result = cli("sync", "--database-url", f"sqlite:///{path}", "--api-url", api.url)
 
-    assert (result.exit_code, result.out) == (1, "")
-    assert result.err == error_line("could not migrate the database: file is not a database")
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err == error_line(f"{path} is not a SQLite database")
     assert path.read_bytes() == b"these are not the tables you are looking for\n" * 100
+    assert sorted(tmp_path.iterdir()) == [path]  # no lock file beside it
 
 
 @contextmanager
@@ -571,9 +572,9 @@ def test_a_database_made_by_the_oldest_migration_is_upgraded_and_keeps_its_data(
     assert query(
         database_url,
         "SELECT valid_to IS NULL, memory_in_gb, sync_run_id FROM package_snapshots "
-        "WHERE package_id = 'vmpkg_Eh5LYVKScVHpj7sM' ORDER BY valid_from",
+        "WHERE package_id = 'vmpkg_dhG25G5SX3HrA5j5' ORDER BY valid_from",
     ) == [(False, 2, 1), (True, 1, 2)]
-    assert str(scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_Eh5LYVKScVHpj7sM'")
+    assert str(scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_dhG25G5SX3HrA5j5'")
                ).startswith("2025-01-01")
 
 
@@ -586,12 +587,12 @@ OLD_ROWS = (
     "('vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
     "INSERT INTO packages (id, name, permalink, cpu_cores, ipv4_addresses, memory_in_gb, storage_in_gb, privacy, "
     "use_dedicated_cpus, group_id, content_hash, first_seen_at, last_seen_at) VALUES "
-    "('vmpkg_Eh5LYVKScVHpj7sM', 'ROCK-1', 'rock-1', 1, 1, 2, 10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', "
+    "('vmpkg_dhG25G5SX3HrA5j5', 'ROCK-1', 'rock-1', 1, 1, 2, 10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', "
     "'old', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
     "INSERT INTO package_snapshots (package_id, sync_run_id, valid_from, name, permalink, cpu_cores, "
     "ipv4_addresses, memory_in_gb, storage_in_gb, privacy, use_dedicated_cpus, group_id, group_name, "
-    "content_hash, raw) VALUES ('vmpkg_Eh5LYVKScVHpj7sM', 1, '2025-01-01 12:00:00', 'ROCK-1', 'rock-1', 1, 1, 2, "
-    "10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', 'old', '{\"id\": \"vmpkg_Eh5LYVKScVHpj7sM\"}')",
+    "content_hash, raw) VALUES ('vmpkg_dhG25G5SX3HrA5j5', 1, '2025-01-01 12:00:00', 'ROCK-1', 'rock-1', 1, 1, 2, "
+    "10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', 'old', '{\"id\": \"vmpkg_dhG25G5SX3HrA5j5\"}')",
     "INSERT INTO package_listings (package_id, scope, first_seen_at, last_seen_at) VALUES "
-    "('vmpkg_Eh5LYVKScVHpj7sM', 'public', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
+    "('vmpkg_dhG25G5SX3HrA5j5', 'public', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
 )

@@ -20,14 +20,14 @@ def test_a_current_package_becomes_one_row():
     row = package_row(rock_1())
 
     assert {k: v for k, v in row.items() if k not in ("content_hash", "raw_json")} == {
-        "id": "vmpkg_Eh5LYVKScVHpj7sM",
+        "id": "vmpkg_dhG25G5SX3HrA5j5",
         "name": "ROCK-1",
         "permalink": "rock-1",
         "cpu_cores": 1,
         "ipv4_addresses": 1,
         "memory_in_gb": 1,
         "storage_in_gb": 10,
-        "monthly_bandwidth_allowance_in_gb": None,
+        "monthly_bandwidth_allowance_in_gb": 1024,
         "privacy": "public",
         "use_dedicated_cpus": False,
         "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl",
@@ -71,14 +71,14 @@ def test_an_older_api_version_leaves_columns_null_and_unknown_keys_in_raw():
     [
         ({"id": None}, "a package has no id (name 'ROCK-1')"),
         ({"id": ""}, "a package has no id (name 'ROCK-1')"),
-        ({"cpu_cores": "1"}, "package vmpkg_Eh5LYVKScVHpj7sM: cpu_cores is '1', not a whole number"),
-        ({"memory_in_gb": 1.5}, "package vmpkg_Eh5LYVKScVHpj7sM: memory_in_gb is 1.5, not a whole number"),
-        ({"storage_in_gb": True}, "package vmpkg_Eh5LYVKScVHpj7sM: storage_in_gb is True, not a whole number"),
-        ({"use_dedicated_cpus": 1}, "package vmpkg_Eh5LYVKScVHpj7sM: use_dedicated_cpus is 1, not true or false"),
-        ({"name": 7}, "package vmpkg_Eh5LYVKScVHpj7sM: name is 7, not text"),
-        ({"group": "Standard"}, "package vmpkg_Eh5LYVKScVHpj7sM: group is 'Standard', not an object"),
-        ({"group": {"id": 5}}, "package vmpkg_Eh5LYVKScVHpj7sM: group.id is 5, not text"),
-        ({"icon": {"file_size": "2kB"}}, "package vmpkg_Eh5LYVKScVHpj7sM: icon.file_size is '2kB', not a whole number"),
+        ({"cpu_cores": "1"}, "package vmpkg_dhG25G5SX3HrA5j5: cpu_cores is '1', not a whole number"),
+        ({"memory_in_gb": 1.5}, "package vmpkg_dhG25G5SX3HrA5j5: memory_in_gb is 1.5, not a whole number"),
+        ({"storage_in_gb": True}, "package vmpkg_dhG25G5SX3HrA5j5: storage_in_gb is True, not a whole number"),
+        ({"use_dedicated_cpus": 1}, "package vmpkg_dhG25G5SX3HrA5j5: use_dedicated_cpus is 1, not true or false"),
+        ({"name": 7}, "package vmpkg_dhG25G5SX3HrA5j5: name is 7, not text"),
+        ({"group": "Standard"}, "package vmpkg_dhG25G5SX3HrA5j5: group is 'Standard', not an object"),
+        ({"group": {"id": 5}}, "package vmpkg_dhG25G5SX3HrA5j5: group.id is 5, not text"),
+        ({"icon": {"file_size": "2kB"}}, "package vmpkg_dhG25G5SX3HrA5j5: icon.file_size is '2kB', not a whole number"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused(change, message):
@@ -89,4 +89,4 @@ def test_a_value_of_the_wrong_type_is_refused(change, message):
 
 def test_a_package_that_is_not_an_object_is_refused():
     with pytest.raises(RecordError, match="^a package is list, not a JSON object$"):
-        package_row(["vmpkg_Eh5LYVKScVHpj7sM"])
+        package_row(["vmpkg_dhG25G5SX3HrA5j5"])

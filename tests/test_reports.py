@@ -113,7 +113,7 @@ def test_history_shows_each_change_with_old_and_new_values(cli, database_url, ap
         "changed_at            change    run  field          old  new",
         f"{at[1]}  created     1",
         f"{at[2]}  removed     2",
-        f"{at[3]}  restored    3  storage_in_gb  60   80",
+        f"{at[3]}  restored    3  storage_in_gb  50   80",
     ]
 
 
@@ -159,8 +159,8 @@ def test_history_as_json_has_each_version(cli, database_url, api):
     at = {run: iso(instant) for run, instant in merge_times(database_url).items()}
     version = {
         "name": "ROCK-6", "permalink": "rock-6", "cpu_cores": 2, "ipv4_addresses": 1, "memory_in_gb": 6,
-        "storage_in_gb": 60, "monthly_bandwidth_allowance_in_gb": None, "privacy": "public",
-        "use_dedicated_cpus": False, "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl", "group_name": "Standard vCPU",
+        "storage_in_gb": 50, "monthly_bandwidth_allowance_in_gb": 3072, "privacy": "public",
+        "use_dedicated_cpus": None, "group_id": None, "group_name": None,
         "icon_url": None, "icon_file_name": None, "icon_file_type": None, "icon_file_size": None,
         "icon_digest": None,
     }
@@ -175,7 +175,7 @@ def test_history_as_json_has_each_version(cli, database_url, api):
         {**change, "changed_at": at[2], "change_type": "removed", "sync_run_id": 2, "changed_fields": None,
          "changes": [], "version": None},
         {**change, "changed_at": at[3], "change_type": "restored", "sync_run_id": 3,
-         "changed_fields": ["storage_in_gb"], "changes": [{"field": "storage_in_gb", "old": 60, "new": 80}],
+         "changed_fields": ["storage_in_gb"], "changes": [{"field": "storage_in_gb", "old": 50, "new": 80}],
          "version": {**version, "storage_in_gb": 80, "content_hash": hashes[3], "valid_from": at[3],
                      "valid_to": None}},
     ]
@@ -199,7 +199,7 @@ def test_a_permalink_two_listed_packages_share_asks_for_an_id(cli, database_url,
 
     assert (result.exit_code, result.err) == (
         1,
-        f"katapult-etl: 'rock-1' is the permalink of 2 packages: give an id ({ROCK_1}, {ROCK_3})\n",
+        f"katapult-etl: 'rock-1' is the permalink of 2 packages: give an id ({ROCK_3}, {ROCK_1})\n",
     )
 
 
@@ -242,7 +242,7 @@ def test_changes_of_the_last_week_by_default_as_json(cli, database_url, api):
 
     assert len(changes) == 26
     assert changes[0] == {
-        "package_id": "vmpkg_YAxeIG2VtGBzYeWe", "permalink": "boulder-160", "changed_at": at[1],
+        "package_id": "vmpkg_N9v00VtGzaJShhhN", "permalink": "boulder-160", "changed_at": at[1],
         "change_type": "created", "sync_run_id": 1, "scope": "public", "changed_fields": None,
     }
     assert changes[-2:] == [
@@ -320,9 +320,10 @@ def test_the_commands_never_migrate_a_database(cli, database_url):
 
 
 def test_a_limit_below_one_is_a_usage_error(cli, database_url):
-    with pytest.raises(SystemExit) as exit:
-        cli("runs", "--limit", "0", "--database-url", database_url)
-    assert exit.value.code == 2
+    result = cli("runs", "--limit", "0", "--database-url", database_url)
+
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err.endswith("error: argument --limit: must be a whole number of at least 1, not '0'\n")
 
 
 # -- tables ----------------------------------------------------------------------------------------------
