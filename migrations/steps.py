@@ -160,3 +160,41 @@ def sqlite_objects_kept(tables: Iterable[str], ours: Iterable[str]) -> Iterator[
     for name, sql in views:
         if name not in own:
             op.execute(sql)
+
+
+# -- MySQL and MariaDB: indexes over columns that become unbounded text -----------------------------
+
+# Characters of a text column a rewritten index keeps: 191 four-byte characters (764 bytes), so that an
+# index of up to four such columns stays within InnoDB's 3072 bytes.
+TEXT_INDEX_PREFIX = 191
+
+
+def index_rewrites(table: str, text_columns: Iterable[str]) -> list[str]:
+    """ALTER TABLE clauses that rebuild each index over a column becoming LONGTEXT with a prefix of it:
+    MySQL indexes no unbounded text, and MariaDB's own prefix (768 characters) is too long for an index
+    of more than one column. A unique index stays whole (MariaDB keeps it unique by a hash)."""
+    rows = op.get_bind().execute(
+        sa.text(
+            "SELECT index_name, non_unique, column_name, sub_part, index_type FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = :table ORDER BY index_name, seq_in_index"
+        ),
+        {"table": table},
+    ).all()
+    becoming_text = set(text_columns)
+    indexes: dict[str, list[tuple[int, str, int | None, str]]] = {}
+    for name, non_unique, column, sub_part, index_type in rows:
+        indexes.setdefault(name, []).append((non_unique, column, sub_part, index_type))
+    clauses = []
+    for name, columns in indexes.items():
+        non_unique, _, _, index_type = columns[0]
+        if name == "PRIMARY" or index_type != "BTREE" or not non_unique:
+            continue
+        if not any(column in becoming_text and sub_part is None for _, column, sub_part, _ in columns):
+            continue
+        parts = ", ".join(
+            f"`{column}`({TEXT_INDEX_PREFIX})" if column in becoming_text else
+            (f"`{column}`({sub_part})" if sub_part else f"`{column}`")
+            for _, column, sub_part, _ in columns
+        )
+        clauses += [f"DROP INDEX `{name}`", f"ADD INDEX `{name}` ({parts})"]
+    return clauses
