@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, MetaData, Select, Table, bindparam, cast, text
+from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.dml import Insert
@@ -43,10 +43,12 @@ def exact_text_collation(dialect: Dialect) -> str:
 
 def create_temporary_table(connection: Connection, table: Table, *, checkfirst: bool = False) -> None:
     """Create `table` (a TEMPORARY one); on MySQL and MariaDB with the server's exact collation."""
-    if connection.dialect.name in ("mysql", "mariadb"):
-        table = table.to_metadata(MetaData())  # a copy: the collation depends on the server
-        options = {"charset": "utf8mb4", "collate": exact_text_collation(connection.dialect)}
-        table.dialect_kwargs.update({f"{connection.dialect.name}_{key}": value for key, value in options.items()})
+    name = connection.dialect.name
+    if name in ("mysql", "mariadb"):
+        # Set just before each CREATE (the collation depends on the server, MariaDB or MySQL); the
+        # other databases ignore these options.
+        table.dialect_kwargs[f"{name}_charset"] = "utf8mb4"
+        table.dialect_kwargs[f"{name}_collate"] = exact_text_collation(connection.dialect)
     table.create(connection, checkfirst=checkfirst)
 
 
