@@ -149,6 +149,13 @@ def sqlite_objects_kept(tables: Iterable[str], ours: Iterable[str]) -> Iterator[
         ),
         params,
     ).all()
+    # INSTEAD OF triggers belong to a view and go with it.
+    view_triggers = bind.execute(
+        sa.text(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name IN (SELECT name FROM sqlite_master WHERE type = 'view') ORDER BY rowid"
+        )
+    ).scalars().all()
     for name, _ in reversed(views):
         op.execute(f'DROP VIEW "{name}"')
     for kind, name, _ in others:
@@ -160,6 +167,8 @@ def sqlite_objects_kept(tables: Iterable[str], ours: Iterable[str]) -> Iterator[
     for name, sql in views:
         if name not in own:
             op.execute(sql)
+    for sql in view_triggers:
+        op.execute(sql)
 
 
 # -- MySQL and MariaDB: indexes over columns that become unbounded text -----------------------------

@@ -111,6 +111,7 @@ def test_latest_sync_runs_is_the_newest_run_by_id_not_by_clock(database_url):
 
 USER_VIEW = "CREATE VIEW my_small_packages AS SELECT package_id, name, cpu_cores FROM package_snapshots WHERE cpu_cores < 4"
 USER_VIEW_ON_VIEW = "CREATE VIEW my_small_count AS SELECT COUNT(*) AS small FROM my_small_packages"
+SQLITE_VIEW_TRIGGER = "CREATE TRIGGER my_no_delete INSTEAD OF DELETE ON my_small_packages BEGIN SELECT 1; END"
 USER_INDEX = "CREATE INDEX my_permalink_memory ON package_snapshots (permalink, memory_in_gb)"
 
 
@@ -120,6 +121,8 @@ def test_a_users_views_and_indexes_survive_the_upgrade(cli, database_url, api):
     with engine.begin() as connection:
         for sql in (USER_VIEW, USER_VIEW_ON_VIEW, USER_INDEX):
             connection.execute(text(sql))
+        if connection.dialect.name == "sqlite":  # a view's trigger goes with its view there
+            connection.execute(text(SQLITE_VIEW_TRIGGER))
     engine.dispose()
 
     result = sync(cli, database_url, api)  # a sync upgrades first
@@ -135,6 +138,8 @@ def test_a_users_views_and_indexes_survive_the_upgrade(cli, database_url, api):
     assert small  # the view has something to answer
     assert sorted(query(database_url, "SELECT package_id, name FROM my_small_packages")) == small
     assert query(database_url, "SELECT small FROM my_small_count") == [(len(small),)]
+    if database_url.startswith("sqlite"):
+        assert query(database_url, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("my_no_delete",)]
 
 
 NEWER = "9999"
