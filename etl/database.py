@@ -119,17 +119,32 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def known_revision(connection: Connection) -> str | None:
+    """The database's revision; DatabaseError if this release has no migration of that name (a newer
+    release made the database: migrating it "back" or reading it as ours would be guesses)."""
+    revision = current_revision(connection)
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if revision is not None and revision not in known:
+        raise DatabaseError(
+            f"the database was made by a newer katapult-etl: revision {revision} is unknown to this "
+            f"release (newest known: {head_revision()}); upgrade katapult-etl"
+        )
+    return revision
+
+
 def upgrade(engine: Engine) -> str | None:
     """Bring the database to the newest schema (a no-op when it is there already); returns the
     revision it was at."""
     from .dialects import migration_lock  # imported here: dialects imports this module
 
     try:
-        with engine.begin() as connection, migration_lock(connection):
-            before = current_revision(connection)
-            if before != head_revision():
-                command.upgrade(alembic_config(connection), "head")
-            return before
+        with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
+            with connection.begin(), migration_lock(connection):
+                before = known_revision(connection)
+                if before != head_revision():
+                    command.upgrade(alembic_config(connection), "head")
+                    _check_foreign_keys(connection)
+                return before
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
 
@@ -151,11 +166,35 @@ def revision_of(url: str) -> str | None:
     engine = open_engine(url)
     try:
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            return current_revision(connection)
+            return known_revision(connection)
     except SQLAlchemyError as error:
         raise DatabaseError(f"database error: {describe(error)}") from None
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite changes a column only by rebuilding its table, and cannot drop a table others refer to
+    while foreign keys are on. The pragma works only outside a transaction: set on the driver's
+    connection before SQLAlchemy begins one, and set back on after it ends."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """With SQLite's foreign keys off, check them all once before the migration commits."""
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+        if broken is not None:
+            raise DatabaseError(f"a migration broke a foreign key: {tuple(broken)}")
 
 
 @contextlib.contextmanager
@@ -171,7 +210,7 @@ def reading(url: str) -> Iterator[Connection]:
     engine = open_engine(url)
     try:
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            revision = current_revision(connection)
+            revision = known_revision(connection)
             if revision != head_revision():
                 raise DatabaseError(
                     f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "

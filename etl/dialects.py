@@ -26,17 +26,30 @@ from .errors import DatabaseError, RunLockedError
 ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # How long MySQL waits for another run's merge or migration: far longer than either takes.
 MYSQL_LOCK_WAIT_SECONDS = 3600
-# MySQL tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0003); a temporary
-# table joined with them must too, or MySQL refuses to compare across the two collations.
-# (mariadb_ options for mariadb:// URLs, mysql_ ones for mysql:// URLs)
-EXACT_TEXT_TABLE_OPTIONS = {
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-    "mariadb_charset": "utf8mb4",
-    "mariadb_collate": "utf8mb4_bin",
-}
+# MySQL and MariaDB tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0004):
+# binary, and NO PAD, so that 'vmpkg_A' and 'vmpkg_A ' are two ids (a PAD SPACE collation such as
+# utf8mb4_bin compares them equal). A temporary table joined with them must have the same collation,
+# or MySQL refuses to compare across the two.
+MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
+MYSQL_EXACT_COLLATION = "utf8mb4_0900_bin"
 # Indexes with a WHERE clause; MySQL and MariaDB cannot build them (migration 0001 leaves them out there).
 PARTIAL_INDEXES = ("uq_package_snapshots_current",)
+
+
+def exact_text_collation(dialect: Dialect) -> str:
+    """The NO PAD binary collation of a MySQL or MariaDB server."""
+    return MARIADB_EXACT_COLLATION if getattr(dialect, "is_mariadb", False) else MYSQL_EXACT_COLLATION
+
+
+def create_temporary_table(connection: Connection, table: Table, *, checkfirst: bool = False) -> None:
+    """Create `table` (a TEMPORARY one); on MySQL and MariaDB with the server's exact collation."""
+    name = connection.dialect.name
+    if name in ("mysql", "mariadb"):
+        # Set just before each CREATE (the collation depends on the server, MariaDB or MySQL); the
+        # other databases ignore these options.
+        table.dialect_kwargs[f"{name}_charset"] = "utf8mb4"
+        table.dialect_kwargs[f"{name}_collate"] = exact_text_collation(connection.dialect)
+    table.create(connection, checkfirst=checkfirst)
 
 
 def upsert(

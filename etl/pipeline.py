@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from .client import KatapultClient, Page
 from .config import Settings
-from .database import current_revision, describe, head_revision, open_engine, sqlite_path, upgrade
+from .database import describe, head_revision, known_revision, open_engine, sqlite_path, upgrade
 from .dialects import run_lock
 from .errors import (
     EXIT_INCOMPLETE,
@@ -418,7 +418,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
 
 
 def _require_head(connection: Connection) -> None:
-    current = current_revision(connection)
+    current = known_revision(connection)
     connection.rollback()
     if current != head_revision():
         raise DatabaseError(

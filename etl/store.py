@@ -22,11 +22,9 @@ from sqlalchemy import (
     Boolean,
     BigInteger,
     Column,
-    Integer,
     MetaData,
     String,
     Table,
-    Text,
     and_,
     bindparam,
     case,
@@ -43,8 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .dialects import (
-    EXACT_TEXT_TABLE_OPTIONS,
     BulkInsert,
+    create_temporary_table,
     json_from_text,
     merge_lock,
     release_merge_lock,
@@ -52,7 +50,7 @@ from .dialects import (
 )
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
-from .types import UtcDateTime
+from .types import Key, LongText, UtcDateTime
 
 CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
 
@@ -62,28 +60,29 @@ STAGING = Table(
     _staging_metadata,
     # The package's position in the walk: of an id staged twice, the later copy wins.
     Column("seq", BigInteger, nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("name", String(255)),
-    Column("permalink", String(255)),
-    Column("cpu_cores", Integer),
-    Column("ipv4_addresses", Integer),
-    Column("memory_in_gb", Integer),
-    Column("storage_in_gb", Integer),
-    Column("monthly_bandwidth_allowance_in_gb", Integer),
-    Column("privacy", String(32)),
+    # As wide as the columns of the real tables (models.py), so that what stages also merges.
+    Column("id", Key, nullable=False),
+    Column("name", LongText),
+    Column("permalink", LongText),
+    Column("cpu_cores", BigInteger),
+    Column("ipv4_addresses", BigInteger),
+    Column("memory_in_gb", BigInteger),
+    Column("storage_in_gb", BigInteger),
+    Column("monthly_bandwidth_allowance_in_gb", BigInteger),
+    Column("privacy", LongText),
     Column("use_dedicated_cpus", Boolean),
-    Column("group_id", String(64)),
-    Column("group_name", String(255)),
-    Column("icon_url", Text),
-    Column("icon_file_name", String(255)),
-    Column("icon_file_type", String(255)),
+    Column("group_id", Key),
+    Column("group_name", LongText),
+    Column("icon_url", LongText),
+    Column("icon_file_name", LongText),
+    Column("icon_file_type", LongText),
     Column("icon_file_size", BigInteger),
-    Column("icon_digest", String(255)),
+    Column("icon_digest", LongText),
     Column("content_hash", String(64), nullable=False),
     # Text, not JSON: the canonical text records.py already made, stored without a second encoding.
-    Column("raw_json", Text, nullable=False),
+    # LONGTEXT on MySQL, whose TEXT stops at 64 KB.
+    Column("raw_json", LongText, nullable=False),
     prefixes=["TEMPORARY"],
-    **EXACT_TEXT_TABLE_OPTIONS,
 )
 # Built once the walk is over: one sort instead of an index kept in order through every page. With seq
 # in it, finding the ids staged twice reads the index alone, not 100,000 staged rows in id order
@@ -93,11 +92,10 @@ CREATE_STAGING_INDEX = text(f"CREATE INDEX ix_katapult_etl_staging_id_seq ON {ST
 CHANGES = Table(
     "katapult_etl_changes",
     _staging_metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", Key, primary_key=True),
     Column("change", String(16), nullable=False),
-    Column("changed_fields", Text),
+    Column("changed_fields", LongText),
     prefixes=["TEMPORARY"],
-    **EXACT_TEXT_TABLE_OPTIONS,
 )
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
 STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
@@ -119,7 +117,7 @@ class Store:
     def create_staging(self) -> None:
         """An empty staging table, without its index: a walk (or a walk again) starts here."""
         self.drop_staging()
-        STAGING.create(self.session.connection())
+        create_temporary_table(self.session.connection(), STAGING)
         self._staged = self._distinct = 0
 
     def drop_staging(self) -> None:
@@ -155,7 +153,7 @@ class Store:
     def classify(self) -> dict[str, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
         columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
-        CHANGES.create(self.session.connection(), checkfirst=True)
+        create_temporary_table(self.session.connection(), CHANGES, checkfirst=True)
         current = Package.__table__
         verdict = case(
             (current.c.id.is_(None), "created"),
