@@ -1,4 +1,9 @@
-"""Engines and migrations: how katapult-etl connects to each supported database and brings it to head."""
+"""Engines and migrations: how katapult-etl connects to each supported database and brings it to head.
+
+Alembic is imported only to migrate: the revision a database is at is read with one query, and the
+revisions this release knows are the names of its migration files, so that the commands that only read
+(and a sync of a database already at head) never load Alembic nor log its lines.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -104,6 +110,8 @@ def migrations_folder() -> Path:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_folder()))
     if connection is not None:
@@ -111,20 +119,29 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def known_revisions() -> list[str]:
+    """The revisions this release has migrations for, oldest first: each migration's file is named
+    after its revision (0001_initial_schema.py is revision 0001), and each revises the one before."""
+    names = (path.name for path in (migrations_folder() / "versions").glob("[0-9]*_*.py"))
+    return sorted(name.split("_", 1)[0] for name in names)
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return known_revisions()[-1]
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision recorded in the database's alembic_version table; None before the first migration."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def known_revision(connection: Connection) -> str | None:
     """The database's revision; DatabaseError if this release has no migration of that name (a newer
     release made the database: migrating it "back" or reading it as ours would be guesses)."""
     revision = current_revision(connection)
-    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if revision is not None and revision not in known:
+    if revision is not None and revision not in known_revisions():
         raise DatabaseError(
             f"the database was made by a newer katapult-etl: revision {revision} is unknown to this "
             f"release (newest known: {head_revision()}); upgrade katapult-etl"
@@ -142,6 +159,8 @@ def upgrade(engine: Engine) -> str | None:
             with connection.begin(), migration_lock(connection):
                 before = known_revision(connection)
                 if before != head_revision():
+                    from alembic import command
+
                     command.upgrade(alembic_config(connection), "head")
                     _check_foreign_keys(connection)
                 return before

@@ -285,3 +285,29 @@ def test_help_version_and_usage_errors_import_neither_sqlalchemy_nor_alembic(tmp
     )
 
     assert finished.stderr.splitlines()[-1] == ""
+
+
+@pytest.mark.parametrize("command", [["runs"], ["changes"], ["history", "rock-1"], ["db", "current"]])
+def test_the_query_commands_never_import_alembic(run, api, tmp_path, command):
+    database_url = f"sqlite:///{tmp_path / 'k.db'}"
+    assert run("sync", "-q", "--database-url", database_url, "--api-url", api.url).exit_code == 0
+
+    finished = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *command, "--database-url", database_url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr.splitlines()[-1] == "sqlalchemy"
+
+
+def test_alembics_lines_appear_only_when_a_migration_runs(run, api, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'k.db'}"
+
+    first = run("sync", "-v", "--database-url", database_url, "--api-url", api.url)
+    second = run("sync", "-v", "--database-url", database_url, "--api-url", api.url)
+
+    assert "katapult-etl: INFO Running upgrade  -> 0001, The initial schema: groups, packages, their listings per scope, versions, and sync runs." in first.err.splitlines()
+    assert "Context impl" in first.err
+    assert "Context impl" not in second.err and "Running upgrade" not in second.err
+    assert "katapult-etl: INFO run 2 of public started" in second.err.splitlines()
