@@ -10,9 +10,11 @@ import email.utils
 import json
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +27,7 @@ from .config import Settings, is_loopback_url
 from .errors import (
     ApiError,
     ApiResponseError,
+    ConnectError,
     FatalApiError,
     InvalidArgumentError,
     MalformedResponseError,
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 LIST_PATH = {"core": "/core/v1/virtual_machine_packages", "public": "/public/v1/virtual_machine_packages"}
 LIST_KEY = {"core": "virtual_machine_packages", "public": "packages"}
 RETRIABLE = (RetriableApiError, TransportError, MalformedResponseError)
+# A name that does not resolve is most often a mistyped --api-url: asked once more (a resolver can
+# fail once), not for the whole retry budget.
+ATTEMPTS_FOR_AN_UNRESOLVED_NAME = 2
 # A body is read this much at a time at most (less when less has arrived), so that the deadline of the
 # whole answer is checked often even when a server trickles it.
 CHUNK_BYTES = 64 * 1024
@@ -157,6 +163,9 @@ class KatapultClient:
 
     def _stop(self, state: tenacity.RetryCallState) -> bool:
         policy = self._settings.retry
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ConnectError) and error.unresolvable:
+            return state.attempt_number >= min(policy.max_attempts, ATTEMPTS_FOR_AN_UNRESOLVED_NAME)
         return (
             state.attempt_number >= policy.max_attempts
             or self.stats.budget_spent >= policy.run_budget_seconds
@@ -178,7 +187,13 @@ class KatapultClient:
         seconds = state.next_action.sleep if state.next_action else 0.0
         self.stats.count_retry(seconds)
         error = state.outcome.exception() if state.outcome else None
-        log.warning("retrying in %.1f s (attempt %d failed: %s)", seconds, state.attempt_number, error)
+        log.warning(
+            "retrying in %.1f s (attempt %d failed: %s)",
+            seconds,
+            state.attempt_number,
+            error,
+            extra={"page": state.args[0], "attempt": state.attempt_number, "delay_s": round(seconds, 3), "error": str(error)},
+        )
 
     def _attempt(self, number: int, per_page: int) -> Page:
         """One attempt; the time of one that failed and may be retried is charged to the retry budget."""
@@ -216,6 +231,8 @@ class KatapultClient:
                 raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
             # Not retried: a certificate that failed verification fails it again on every attempt.
             raise ApiError(f"could not verify the TLS certificate of {self._settings.api_url}: {certificate}") from error
+        except requests.ConnectionError as error:
+            raise self._connection_error(number, error) from error
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -228,6 +245,19 @@ class KatapultClient:
         if response.status_code >= 400:
             raise error_from_response(response, body)
         return parse_page(number, self._key, response, body)
+
+    def _connection_error(self, number: int, error: requests.ConnectionError) -> TransportError:
+        """Why no connection was made, in words that name the URL; a connection that broke once made
+        is a body not wholly received."""
+        url = self._settings.api_url
+        if isinstance(error, requests.ConnectTimeout):
+            return ConnectError(f"cannot connect to {url}: timed out after {self._settings.connect_timeout:g} s")
+        causes = list(_causes(error))
+        if any(isinstance(cause, socket.gaierror) for cause in causes):
+            return ConnectError(f"cannot connect to {url}: the name does not resolve", unresolvable=True)
+        if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+            return ConnectError(f"cannot connect to {url}: connection refused")
+        return TransportError(f"no whole answer for page {number}: {type(error).__name__}")
 
     def _read_body(self, number: int, response: requests.Response, deadline: float) -> bytes:
         """The whole (decoded) body, or TransportError past the deadline, or UnexpectedResponseError
@@ -254,6 +284,17 @@ class KatapultClient:
 def _size(count: int) -> str:
     megabytes, rest = divmod(count, 1024 * 1024)
     return f"{megabytes} MB" if megabytes and not rest else f"{count} bytes"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it, through urllib3's MaxRetryError.reason too."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
 
 
 def _unverified_certificate(error: BaseException) -> str | None:

@@ -74,6 +74,14 @@ class TransportError(ApiError):
     """The request did not get a whole answer: timeout, refused or dropped connection."""
 
 
+class ConnectError(TransportError):
+    """No connection to the API at all: its name does not resolve, it refuses, or connecting timed out."""
+
+    def __init__(self, message: str, *, unresolvable: bool = False) -> None:
+        super().__init__(message)
+        self.unresolvable = unresolvable
+
+
 class MalformedResponseError(ApiError):
     """The answer is not JSON, or not the JSON Katapult sends for this endpoint."""
 

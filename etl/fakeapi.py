@@ -22,11 +22,21 @@ PUBLIC_PATH = "/public/v1/virtual_machine_packages"
 DEFAULT_PER_PAGE = 30
 _INTEGER = re.compile(r"-?[0-9]+")
 
-# code -> (HTTP status, description), worded as the real API words them.
-ERRORS: dict[str, tuple[int, str]] = {
+# code -> (HTTP status, description), worded as Katapult's API answered where its answers were recorded
+# (Katapult's Terraform provider and Go client test recordings, 2021-2026: missing_api_token,
+# invalid_api_token, permission_denied, organization_not_found, route_not_found, invalid_argument, and
+# 500 unhandled_exception, whose description is null). The four 403s after permission_denied are the
+# ones Katapult documents for this endpoint without a recorded answer: their codes are Katapult's, their
+# descriptions written in its style.
+ERRORS: dict[str, tuple[int, str | None]] = {
     "missing_api_token": (400, "No API token was provided in the Authorization header. "
-                               "Ensure a token is provided prefixed with 'Bearer'."),
+                               "Ensure a token is provided prefixed with Bearer"),
     "invalid_api_token": (403, "The API token provided was not valid (it may not exist or have expired)"),
+    "permission_denied": (403, "The authenticated identity is not permitted to perform this action"),
+    "unauthorized_network_for_api_token": (403, "Network is not allowed to access the API with this API token"),
+    "invalid_capabilities_token": (403, "The capabilities token provided was not valid"),
+    "organization_suspended": (403, "The organization is suspended and cannot be used"),
+    "organization_not_activated": (403, "The organization has not been activated yet"),
     "scope_not_granted": (403, "The scope required for this action has not been granted to the API token"),
     "organization_not_found": (404, "No organization was found matching any of the criteria "
                                     "provided in the arguments"),
@@ -34,6 +44,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "route_not_found": (404, "No route matches the path and method provided"),
     "method_not_allowed": (405, "The HTTP method used is not supported for this route"),
     "rate_limit_reached": (429, "You have reached the rate limit for this type of request"),
+    "unhandled_exception": (500, None),
     "internal_server_error": (500, "An internal server error occurred while processing this request"),
     "bad_gateway": (502, "The upstream service returned an invalid response"),
     "service_unavailable": (503, "The service is temporarily unavailable, please try again later"),
@@ -42,7 +53,7 @@ ERRORS: dict[str, tuple[int, str]] = {
 # Used when a Fault gives only an error status: the body still looks like a Katapult error.
 _CODE_FOR_STATUS = {
     400: "invalid_argument", 403: "invalid_api_token", 404: "route_not_found", 405: "method_not_allowed",
-    429: "rate_limit_reached", 500: "internal_server_error", 502: "bad_gateway",
+    429: "rate_limit_reached", 500: "unhandled_exception", 502: "bad_gateway",
     503: "service_unavailable", 504: "gateway_timeout",
 }
 
@@ -80,13 +91,18 @@ class ApiError(Exception):
         super().__init__(code)
         self.code = code
         self.status = status or known_status
-        self.description = description or known_description
+        self.description = known_description if description is None else description
         self.detail = detail or {}
 
     def body(self) -> bytes:
         """The JSON error body."""
         error = {"code": self.code, "description": self.description, "detail": self.detail}
         return json.dumps({"error": error}).encode()
+
+
+def _error_schema(status: int) -> dict[str, str]:
+    """Katapult marks every error body it sends with this header."""
+    return {"X-Api-Schema": "json-error"} if status >= 400 else {}
 
 
 def _invalid_argument(name: str, issue: str, value: str | None) -> ApiError:
@@ -278,7 +294,7 @@ class FakeKatapult:
             self._apply_fault(handler, fault, recorded, headers)
             return
         status, body = self._respond(recorded, over_limit)
-        self._send(handler, status, body, headers)
+        self._send(handler, status, body, {**headers, **_error_schema(status)})
 
     def _take_fault(self, page: int | None) -> Fault | None:
         """Pop the head of the fault queue if it matches this page (caller holds the lock)."""
@@ -365,6 +381,8 @@ class FakeKatapult:
         if fault.error_code and status == 200:  # a bare error_code implies its usual status
             status = ERRORS.get(fault.error_code, (500, ""))[0]
         body = self._fault_body(fault, status, req)
+        if fault.body is None:  # a Katapult error body (a fault's own bytes are some proxy's page)
+            headers = {**headers, **_error_schema(status)}
         self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body,
                    trickle=fault.trickle)
 
@@ -374,7 +392,7 @@ class FakeKatapult:
             return fault.body
         code = fault.error_code
         if code is None and status >= 400:
-            code = _CODE_FOR_STATUS.get(status, "internal_server_error")
+            code = _CODE_FOR_STATUS.get(status, "unhandled_exception")
         if code is None:
             return self._respond(req)[1]
         return self._error(code, status).body()

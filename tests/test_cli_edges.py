@@ -311,3 +311,80 @@ def test_alembics_lines_appear_only_when_a_migration_runs(run, api, tmp_path):
     assert "Context impl" in first.err
     assert "Context impl" not in second.err and "Running upgrade" not in second.err
     assert "katapult-etl: INFO run 2 of public started" in second.err.splitlines()
+
+
+def test_a_name_that_does_not_resolve_is_tried_twice_and_named(run, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'k.db'}"
+
+    result = run("sync", "--database-url", database_url, "--api-url", "https://api.katapult.invalid")
+
+    assert (result.exit_code, result.out) == (1, "")
+    assert result.err.splitlines()[-1] == (
+        "katapult-etl: gave up on page 1 after 2 attempts: "
+        "cannot connect to https://api.katapult.invalid: the name does not resolve"
+    )
+    assert len(run.sleeps) == 1
+    assert query(database_url, "SELECT status, requests, retries FROM sync_runs") == [("failed", 2, 1)]
+
+
+def test_a_refused_connection_is_named_with_its_url(run, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'k.db'}"
+
+    result = run("sync", "--database-url", database_url, "--api-url", "http://127.0.0.1:1", "--max-attempts", "3")
+
+    assert (result.exit_code, result.out) == (1, "")
+    assert result.err.splitlines()[-1] == (
+        "katapult-etl: gave up on page 1 after 3 attempts: cannot connect to http://127.0.0.1:1: connection refused"
+    )
+
+
+def test_a_connect_timeout_is_named_with_its_url_and_seconds():
+    import requests
+
+    from etl.client import KatapultClient
+    from etl.config import Settings
+
+    client = KatapultClient(Settings(api_url="https://api.katapult.io", connect_timeout=10))
+
+    error = client._connection_error(1, requests.ConnectTimeout("connect timed out"))
+
+    assert str(error) == "cannot connect to https://api.katapult.io: timed out after 10 s"
+
+
+def test_retry_warnings_carry_page_attempt_delay_and_error_in_json(run, api, tmp_path):
+    from etl.fakeapi import Fault
+
+    api.add_fault(Fault(error_code="service_unavailable", headers={"Retry-After": "2"}))
+
+    result = run("sync", "--log-format", "json", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url)
+
+    assert result.exit_code == 0
+    [warning] = [json.loads(line) for line in result.err.splitlines() if '"warning"' in line]
+    assert {key: warning[key] for key in ("page", "attempt", "delay_s")} == {"page": 1, "attempt": 1, "delay_s": 2.0}
+    assert warning["error"].startswith("Katapult API refused the request: HTTP 503 service_unavailable")
+
+
+@pytest.mark.parametrize(
+    "code, description",
+    [
+        ("unauthorized_network_for_api_token", "Network is not allowed to access the API with this API token"),
+        ("invalid_capabilities_token", "The capabilities token provided was not valid"),
+        ("organization_suspended", "The organization is suspended and cannot be used"),
+        ("organization_not_activated", "The organization has not been activated yet"),
+        ("permission_denied", "The authenticated identity is not permitted to perform this action"),
+    ],
+)
+def test_katapults_documented_403s_are_fatal_with_their_code_and_description(run, api, tmp_path, code, description):
+    from etl.fakeapi import Fault
+
+    token = tmp_path / "token"
+    token.write_text("tok_good\n")
+    database_url = f"sqlite:///{tmp_path / 'k.db'}"
+    api.add_fault(Fault(error_code=code))
+
+    result = run("sync", "--database-url", database_url, "--api-url", api.url, "--token-file", str(token))
+
+    assert (result.exit_code, result.out) == (1, "")
+    assert result.err == f"katapult-etl: Katapult API refused the request: HTTP 403 {code}: {description}\n"
+    assert len(api.requests) == 1
+    assert query(database_url, "SELECT status, error FROM sync_runs") == [("failed", result.err[14:-1])]

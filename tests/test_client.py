@@ -60,8 +60,7 @@ def test_attempts_per_request_are_bounded(api):
 
     assert len(api.requests) == 3 and len(sleeps) == 2
     assert str(gave_up.value) == (
-        "gave up on page 1 after 3 attempts: Katapult API refused the request: HTTP 500 "
-        "internal_server_error: An internal server error occurred while processing this request"
+        "gave up on page 1 after 3 attempts: Katapult API refused the request: HTTP 500 unhandled_exception"
     )
 
 

@@ -75,7 +75,7 @@ def test_json_logs_are_one_object_per_line_with_structured_extras(cli, tmp_path,
     for record in records:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", record["ts"]), record
         assert set(record) >= {"ts", "level", "logger", "message"}
-    pages = [r for r in records if "page" in r]
+    pages = [r for r in records if "packages" in r]
     assert [(r["level"], r["logger"], r["message"], r["page"], r["packages"]) for r in pages] == [
         ("info", "etl.pipeline", "page 1: 5 packages", 1, 5),
         ("info", "etl.pipeline", "page 2: 5 packages", 2, 5),
