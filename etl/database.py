@@ -155,7 +155,7 @@ def reading(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def describe(error: SQLAlchemyError) -> str:
+def describe(error: BaseException) -> str:
     """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error
     # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").

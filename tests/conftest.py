@@ -4,8 +4,9 @@ names one, MariaDB or MySQL when TEST_MYSQL_URL does) and the fake Katapult API 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from etl.cli import main
 from etl.fakeapi import FakeKatapult
 from etl.pipeline import Hooks
+from etl.types import utc_now
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
@@ -91,12 +93,15 @@ class CliResult:
 
 
 class Cli:
-    """Runs katapult-etl in this process, as a user would type it; retries never really sleep."""
+    """Runs katapult-etl in this process, as a user would type it; retries never really sleep.
+
+    `wall_clock` is the clock whose times runs record: a test may set it back (an NTP step)."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self._capsys = capsys
         self._monkeypatch = monkeypatch
         self.sleeps: list[float] = []
+        self.wall_clock: Callable[[], datetime] = utc_now
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
         for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN"):
@@ -104,7 +109,7 @@ class Cli:
         for name, value in (env or {}).items():
             self._monkeypatch.setenv(name, value)
         self._capsys.readouterr()
-        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append))
+        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append, wall_clock=self.wall_clock))
         captured = self._capsys.readouterr()
         return CliResult(exit_code, captured.out, captured.err)
 
