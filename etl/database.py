@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import DatabaseError
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -122,11 +126,29 @@ def upgrade(engine: Engine) -> None:
 
     try:
         with engine.begin() as connection, migration_lock(connection):
-            if current_revision(connection) == head_revision():
-                return
-            command.upgrade(alembic_config(connection), "head")
+            if current_revision(connection) != head_revision():
+                command.upgrade(alembic_config(connection), "head")
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
+    _use_write_ahead_log(engine)
+
+
+def _use_write_ahead_log(engine: Engine) -> None:
+    """Put a SQLite file in WAL journal mode, which the file keeps: readers then read the state before a
+    writer's transaction instead of blocking its commit (in the default rollback-journal mode, a
+    dashboard holding a read transaction makes the sync wait, then fail). Asked on every run, changed
+    once: a file from an older release or `db upgrade` gets it too."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    with engine.connect() as connection:
+        # The driver's own connection: SQLAlchemy would first BEGIN, and SQLite changes the journal
+        # mode only outside a transaction.
+        driver = connection.connection.driver_connection
+        try:
+            if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                driver.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as error:  # e.g. a reader's lock: the next run tries again
+            log.warning("could not switch %s to WAL journal mode: %s", engine.url.database, error)
 
 
 @contextlib.contextmanager
