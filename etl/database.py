@@ -8,7 +8,9 @@ revisions this release knows are the names of its migration files, so that the c
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from .errors import DatabaseError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -163,9 +166,28 @@ def upgrade(engine: Engine) -> str | None:
 
                     command.upgrade(alembic_config(connection), "head")
                     _check_foreign_keys(connection)
-                return before
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
+    _use_write_ahead_log(engine)
+    return before
+
+
+def _use_write_ahead_log(engine: Engine) -> None:
+    """Put a SQLite file in WAL journal mode, which the file keeps: readers then read the state before a
+    writer's transaction instead of blocking its commit (in the default rollback-journal mode, a
+    dashboard holding a read transaction makes the sync wait, then fail). Asked on every run, changed
+    once: a file from an older release or `db upgrade` gets it too."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    with engine.connect() as connection:
+        # The driver's own connection: SQLAlchemy would first BEGIN, and SQLite changes the journal
+        # mode only outside a transaction.
+        driver = connection.connection.driver_connection
+        try:
+            if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                driver.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as error:  # e.g. a reader's lock: the next run tries again
+            log.warning("could not switch %s to WAL journal mode: %s", engine.url.database, error)
 
 
 def migrate(url: str) -> str | None:
@@ -242,7 +264,7 @@ def reading(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def describe(error: SQLAlchemyError) -> str:
+def describe(error: BaseException) -> str:
     """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error
     # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").

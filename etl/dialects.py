@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from .database import sqlite_path
+from .database import describe, sqlite_path
 from .errors import DatabaseError, RunLockedError
 
 ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -110,16 +111,24 @@ class BulkInsert:
             self._copy_rows(connection, rows)
             return
         parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows] if self._named else rows
-        connection.exec_driver_sql(self._sql, parameters)
+        try:
+            connection.exec_driver_sql(self._sql, parameters)
+        except SQLAlchemyError as error:
+            raise DatabaseError(f"database error while staging a page: {describe(error)}") from None
 
     def _copy_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         # The driver's own connection, inside the transaction SQLAlchemy has begun on it. A COPY that a
         # signal stops half-way leaves the connection mid-protocol, so SIGINT and SIGTERM wait the
         # millisecond until this page's COPY has ended, and then stop the run as usual.
-        with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(self._copy) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        # The COPY goes around SQLAlchemy, so its errors come as the driver's own: made one line here.
+        driver_error = connection.dialect.loaded_dbapi.Error
+        try:
+            with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                with cursor.copy(self._copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except driver_error as error:
+            raise DatabaseError(f"database error while staging a page: {describe(error)}") from None
 
 
 @contextlib.contextmanager

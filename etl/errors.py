@@ -99,7 +99,16 @@ class PaginationError(EtlError):
 
 
 class RecordError(EtlError, ValueError):
-    """A package in the API's answer cannot be stored as it is."""
+    """A package in the API's answer cannot be stored as it is.
+
+    `package_id` is the package's id when it has a usable one (so that its previous version can be
+    kept), None when it has not; `reason` says what is wrong, without the id.
+    """
+
+    def __init__(self, reason: str, package_id: str | None = None) -> None:
+        self.reason = reason
+        self.package_id = package_id
+        super().__init__(reason if package_id is None else f"package {package_id}: {reason}")
 
 
 class DatabaseError(EtlError):

@@ -15,7 +15,8 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
 from sqlalchemy import Engine
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .client import KatapultClient, Page
+from .clock import RunClock
 from .config import Settings
 from .database import describe, head_revision, known_revision, open_engine, sqlite_path, upgrade
 from .dialects import run_lock
@@ -33,11 +35,12 @@ from .errors import (
     EXIT_OK,
     DatabaseError,
     InvalidArgumentError,
+    RecordError,
 )
 from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
-from .records import package_values
+from .records import storable_values
 from .store import Store
 from .types import utc_now
 
@@ -52,6 +55,8 @@ PAGES_PER_STAGING_COMMIT = 50
 # while one slow page holds up the order; at 4 fetchers and 200 packages a page, about 7 MB of pages
 # (2 per fetcher walked as fast at 20 ms; 8 is what the benchmark in the README measured).
 READ_AHEAD_PER_FETCHER = 8
+# How many packages that could not be stored a run's message names; the log (-v) names every one.
+REFUSALS_NAMED = 10
 
 
 @dataclass
@@ -89,20 +94,41 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A package the walk saw on `page` but could not store as it is."""
+
+    page: int
+    error: RecordError
+
+    def __str__(self) -> str:
+        if self.error.package_id is None:
+            return f"page {self.page}: {self.error}"
+        return f"{self.error.package_id}: {self.error.reason}"
+
+
+@dataclass(frozen=True)
 class WalkOutcome:
     pages: int
     complete: bool
     reason: str | None
+    refused: tuple[Refusal, ...] = ()
+
+    @property
+    def without_id(self) -> bool:
+        """Whether a refused package had no usable id: it could be any one the walk missed."""
+        return any(refusal.error.package_id is None for refusal in self.refused)
 
 
 @dataclass
 class Hooks:
-    """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the clock,
-    and `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
+    """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the
+    monotonic clock that times the run, the wall clock whose times the run records, and
+    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
 
     http: requests.Session | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = utc_now
     on_page: Callable[[int, int | None], None] = lambda done, total: None
 
 
@@ -132,24 +158,27 @@ def _engine_for(settings: Settings) -> Engine:
 
 def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     started = hooks.clock()
-    run_id = _record_start(engine, settings)
+    clock = RunClock(hooks.wall_clock)
+    run_id = _record_start(engine, settings, clock)
     counts = RunCounts()
     try:
         with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
             try:
-                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks)
+                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks, clock)
             finally:
                 _copy_request_stats(client, counts)
         return result
     except BaseException as error:
-        _record_failure(engine, run_id, counts, error)
+        _record_failure(engine, run_id, counts, error, clock)
         raise
 
 
-def _record_start(engine: Engine, settings: Settings) -> int:
+def _record_start(engine: Engine, settings: Settings, clock: RunClock) -> int:
     with Session(bind=engine) as session:
         store = Store(session)
-        now = utc_now()
+        # Under the scope's run lock: no run of this scope records anything until we have started.
+        clock.not_before(store.newest_recorded_time())
+        now = clock.now()
         abandoned = store.abandon_running(settings.scope.key, now)
         if abandoned:
             log.warning("marked %d abandoned run(s) of %s as failed", abandoned, settings.scope.key)
@@ -167,12 +196,12 @@ def _record_start(engine: Engine, settings: Settings) -> int:
         return run_id
 
 
-def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException) -> None:
+def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
             Store(session).finish_run(
-                run_id, status="failed", finished_at=utc_now(), error=message, **vars(counts)
+                run_id, status="failed", finished_at=clock.now(), error=message, **vars(counts)
             )
             session.commit()
     except SQLAlchemyError as second:
@@ -195,6 +224,7 @@ def _walk_and_merge(
     counts: RunCounts,
     started: float,
     hooks: Hooks,
+    clock: RunClock,
 ) -> RunResult:
     with Session(bind=connection) as session, _discarded_if_interrupted(connection):
         store = Store(session)
@@ -205,7 +235,7 @@ def _walk_and_merge(
         session.commit()
         connection.execution_options(sqlite_begin="IMMEDIATE")
         try:
-            status, reason, refused = _merge(store, settings, run_id, outcome, counts)
+            status, reason, refused = _merge(store, settings, run_id, outcome, counts, clock)
             session.commit()
         except Exception:
             session.rollback()
@@ -245,10 +275,12 @@ def _unlock_merge(store: Store, session: Session) -> None:
 
 
 def _merge(
-    store: Store, settings: Settings, run_id: int, outcome: WalkOutcome, counts: RunCounts
+    store: Store, settings: Settings, run_id: int, outcome: WalkOutcome, counts: RunCounts, clock: RunClock
 ) -> tuple[str, str | None, bool]:
     store.lock_for_merge()
-    now = utc_now()
+    # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
+    clock.not_before(store.newest_recorded_time())
+    now = clock.now()
     _apply_classification(counts, store.classify())
     removal = _removal_decision(store, settings, outcome)
     store.upsert_groups(now)
@@ -258,9 +290,10 @@ def _merge(
     store.upsert_listings(settings.scope.key, now)
     if removal.allowed and removal.missing:  # with nothing missing, there is nothing to unlist
         counts.removed = store.remove_missing(settings.scope.key, run_id, now)
-    status = "succeeded" if removal.reason is None else "incomplete"
-    store.finish_run(run_id, status=status, finished_at=utc_now(), error=removal.reason, **vars(counts))
-    return status, removal.reason, removal.refused
+    reason = _run_reason(outcome, removal)
+    status = "succeeded" if reason is None else "incomplete"
+    store.finish_run(run_id, status=status, finished_at=clock.now(), error=reason, **vars(counts))
+    return status, reason, removal.refused
 
 
 @dataclass(frozen=True)
@@ -272,9 +305,14 @@ class RemovalDecision:
 
 
 def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) -> RemovalDecision:
-    """Whether this run may remove packages: only after a complete walk, and not half the catalogue."""
+    """Whether this run may remove packages: only after a complete walk in which every package had an
+    id, and not half the catalogue."""
     if not outcome.complete:
         return RemovalDecision(False, reason=f"walk not shown complete, nothing removed: {outcome.reason}")
+    if outcome.without_id:
+        return RemovalDecision(
+            False, reason="nothing removed: a package without a usable id could be any package the walk missed"
+        )
     missing = store.count_missing(settings.scope.key)
     listed = store.count_listed(settings.scope.key)
     if missing and missing * 2 > listed and not settings.allow_mass_removal:
@@ -284,6 +322,21 @@ def _removal_decision(store: Store, settings: Settings, outcome: WalkOutcome) ->
         )
         return RemovalDecision(False, missing, reason, refused=True)
     return RemovalDecision(True, missing)
+
+
+def _run_reason(outcome: WalkOutcome, removal: RemovalDecision) -> str | None:
+    """Why the run is incomplete, in one line: the packages it could not store, what it did not remove."""
+    parts = [_refusals_reason(outcome.refused), removal.reason]
+    return "; ".join(part for part in parts if part) or None
+
+
+def _refusals_reason(refused: tuple[Refusal, ...]) -> str | None:
+    if not refused:
+        return None
+    named = "; ".join(str(refusal) for refusal in refused[:REFUSALS_NAMED])
+    more = f"; and {len(refused) - REFUSALS_NAMED} more" if len(refused) > REFUSALS_NAMED else ""
+    noun = "package" if len(refused) == 1 else "packages"
+    return f"{len(refused)} {noun} not stored: {named}{more}"
 
 
 def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None:
@@ -305,6 +358,7 @@ class _Walk:
     settings: Settings
     counts: RunCounts
     on_page: Callable[[int, int | None], None]
+    refused: list[Refusal] = field(default_factory=list)
 
     def until_shown_complete(self) -> WalkOutcome:
         """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
@@ -334,8 +388,9 @@ class _Walk:
     def _walk(self, per_page: int) -> WalkOutcome:
         walk = PageWalk()
         counts = self.counts
+        self.refused = []
         for page in _fetch_in_order(walk, self.client, per_page, self.settings.concurrency):
-            rows = [package_values(item) for item in page.items]
+            rows = self._storable(page)
             self.store.stage(rows)
             counts.pages_fetched += 1
             if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
@@ -344,8 +399,19 @@ class _Walk:
             self.on_page(walk.pages_accepted, page.pagination.total_pages)
         distinct = self.store.finish_staging()
         self.session.commit()
-        complete, reason = walk.shown_complete(distinct)
-        return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason)
+        # A package without an id is a package the walk saw, but cannot count among the distinct ids.
+        without_id = sum(1 for refusal in self.refused if refusal.error.package_id is None)
+        complete, reason = walk.shown_complete(distinct + without_id)
+        return WalkOutcome(walk.pages_accepted, complete, reason, tuple(self.refused))
+
+    def _storable(self, page: Page) -> list[tuple[object, ...]]:
+        """The rows of a page's packages that can be stored; the others are kept as they were, and noted."""
+        rows, refused = storable_values(page.items)
+        for error in refused:
+            log.info("page %d: package not stored: %s", page.number, error)
+            self.refused.append(Refusal(page.number, error))
+        self.store.keep(error.package_id for error in refused if error.package_id is not None)
+        return rows
 
     def _clear_staging(self) -> None:
         self.store.create_staging()
@@ -404,15 +470,16 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
                 counts.removed = store.count_would_remove(settings.scope.key)
             session.rollback()  # the temporary tables go with the connection
         _copy_request_stats(client, counts)
+    reason = _run_reason(outcome, removal)
     return RunResult(
         run_id=None,
         scope=settings.scope.key,
         api=settings.api,
-        status="succeeded" if removal.reason is None else "incomplete",
+        status="succeeded" if reason is None else "incomplete",
         counts=counts,
         seconds=hooks.clock() - started,
         dry_run=True,
-        reason=removal.reason,
+        reason=reason,
         mass_removal_refused=removal.refused,
     )
 

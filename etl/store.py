@@ -97,6 +97,14 @@ CHANGES = Table(
     Column("changed_fields", LongText),
     prefixes=["TEMPORARY"],
 )
+# The ids of the packages a walk saw but could not stage (records.py refused them): each keeps its
+# previous version, and is not removed for being missing from the staging table.
+KEPT = Table(
+    "katapult_etl_kept",
+    _staging_metadata,
+    Column("id", Key, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
 STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
@@ -111,6 +119,7 @@ class Store:
         self._staging_insert = BulkInsert(STAGING, STAGED_COLUMNS, dialect)
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
+        self._kept: set[str] = set()  # ids noted in KEPT
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -118,12 +127,15 @@ class Store:
         """An empty staging table, without its index: a walk (or a walk again) starts here."""
         self.drop_staging()
         create_temporary_table(self.session.connection(), STAGING)
+        create_temporary_table(self.session.connection(), KEPT)
         self._staged = self._distinct = 0
+        self._kept = set()
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
         CHANGES.drop(connection, checkfirst=True)
         STAGING.drop(connection, checkfirst=True)
+        KEPT.drop(connection, checkfirst=True)
 
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Append one page of package_values() tuples, numbered in walk order."""
@@ -133,9 +145,16 @@ class Store:
             self._staging_insert.execute(self.session.connection(), numbered)
             self._staged = numbered[-1][0]
 
+    def keep(self, package_ids: Iterable[str]) -> None:
+        """Note packages the walk saw but could not stage: they keep their versions and listings."""
+        new = sorted(set(package_ids) - self._kept)
+        if new:
+            self.session.execute(KEPT.insert(), [{"id": package_id} for package_id in new])
+            self._kept.update(new)
+
     def finish_staging(self) -> int:
         """Index the staged packages and keep, of an id staged twice, its newest content; returns how
-        many distinct packages are staged."""
+        many distinct packages the walk saw, staged or kept."""
         self.session.execute(CREATE_STAGING_INDEX)
         repeated = self.session.execute(
             select(STAGING.c.id, func.max(STAGING.c.seq).label("newest"))
@@ -148,7 +167,12 @@ class Store:
                 [{"b_id": package_id, "b_newest": newest} for package_id, newest in repeated],
             )
         self._distinct = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
-        return self._distinct
+        kept_only = 0
+        if self._kept:  # a package refused on one page and staged from another is counted once
+            kept_only = self.session.execute(
+                select(func.count()).select_from(KEPT).where(~exists().where(STAGING.c.id == KEPT.c.id))
+            ).scalar_one()
+        return self._distinct + kept_only
 
     def classify(self) -> dict[str, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
@@ -336,6 +360,16 @@ class Store:
             )
         )
 
+    def newest_recorded_time(self) -> datetime | None:
+        """The newest time this job has written: every version's times are also some run's, but a
+        version's valid_from is read too, through its index, in case runs were deleted."""
+        newest = self.session.execute(
+            select(func.max(SyncRun.started_at), func.max(SyncRun.finished_at))
+        ).one()
+        version = self.session.execute(select(func.max(PackageSnapshot.valid_from))).scalar_one()
+        times = [time for time in (*newest, version) if time is not None]
+        return max(times, default=None)
+
     def start_run(self, **values: Any) -> int:
         run = SyncRun(status="running", **values)
         self.session.add(run)
@@ -353,8 +387,12 @@ def _listed_in(scope: str) -> Any:
 def _not_staged() -> Any:
     # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN (subquery) as a subplan scanned once per listing
     # whenever it expects few listings (stale statistics after a first sync): 100,000 of each took
-    # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say.
-    return ~exists().where(STAGING.c.id == PackageListing.package_id)
+    # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say. A kept package (seen,
+    # but not stageable) counts as seen.
+    return and_(
+        ~exists().where(STAGING.c.id == PackageListing.package_id),
+        ~exists().where(KEPT.c.id == PackageListing.package_id),
+    )
 
 
 def _unlisted_everywhere(scope: str) -> Any:

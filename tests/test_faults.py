@@ -206,33 +206,7 @@ def test_json_of_the_wrong_shape_fails_at_once(cli, database_url, api, seeded, b
     assert cli.sleeps == []
 
 
-def _without_id(package: dict[str, Any]) -> str:
-    del package["id"]
-    return f"a package has no id (name {package['name']!r})"
-
-
-def _text_for_number(package: dict[str, Any]) -> str:
-    package["cpu_cores"] = "2"
-    return f"package {package['id']}: cpu_cores is '2', not a whole number"
-
-
-def _text_for_boolean(package: dict[str, Any]) -> str:
-    package["use_dedicated_cpus"] = "yes"
-    return f"package {package['id']}: use_dedicated_cpus is 'yes', not true or false"
-
-
-def _group_as_text(package: dict[str, Any]) -> str:
-    package["group"] = "Standard"
-    return f"package {package['id']}: group is 'Standard', not an object"
-
-
-@pytest.mark.parametrize("spoil", [_without_id, _text_for_number, _text_for_boolean, _group_as_text])
-def test_a_package_that_cannot_be_stored_fails_the_run(cli, database_url, api, seeded, spoil):
-    message = spoil(api.packages[7])  # on page 2
-
-    result = sync(cli, database_url, api)
-
-    assert_changed_nothing(database_url, seeded, result, message)
+# A package that cannot be stored as it is (no id, a value of the wrong type, ...): tests/test_odd_packages.py.
 
 
 def test_unknown_keys_are_kept_in_raw(cli, database_url, api, seeded):
