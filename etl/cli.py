@@ -128,7 +128,9 @@ def add_query_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                        help="the same as --format json")
     packages = commands.add_parser("packages", parents=[output], help="the catalogue now, or as it was at a time")
     packages.set_defaults(command=cmd_packages)
-    packages.add_argument("--at", metavar="WHEN", help="as it was then: an age (2w, 7d, 24h, 30m) or a UTC date or time")
+    packages.add_argument(
+        "--at", metavar="WHEN", help="as it was then: an age (2w, 7d, 24h, 30m) or a UTC date or time"
+    )
     packages.add_argument("--scope", metavar="S", help="only the packages this scope listed, e.g. public")
     packages.add_argument("--removed", action="store_true", help="the removed packages instead, with when")
     runs = commands.add_parser("runs", parents=[output], help="the recent runs, newest first")

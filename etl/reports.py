@@ -267,7 +267,8 @@ def find_package(connection: Connection, package: str) -> str:
             raise UnknownPackageError(
                 f"{package!r} is the {what} of {len(ids)} packages: give an id ({', '.join(ids)})"
             )
-    raise UnknownPackageError(f"no package has the id, permalink or name {package!r}{_suggestions(connection, package)}")
+    nearest = _suggestions(connection, package)
+    raise UnknownPackageError(f"no package has the id, permalink or name {package!r}{nearest}")
 
 
 def _suggestions(connection: Connection, package: str) -> str:

@@ -65,7 +65,9 @@ def test_the_catalogue_as_it_was_at_each_run(cli, database_url, three_runs):
     assert read(cli, database_url, "--at", iso(merged[1])) == [
         HEADER, BOULDER_20, ROCK_1, ROCK_3, ROCK_6, ROCK_12, ROCK_18
     ]
-    assert read(cli, database_url, "--at", iso(merged[2])) == [HEADER, BOULDER_20, ROCK_1_BIGGER, ROCK_3, ROCK_12, ROCK_18]
+    assert read(cli, database_url, "--at", iso(merged[2])) == [
+        HEADER, BOULDER_20, ROCK_1_BIGGER, ROCK_3, ROCK_12, ROCK_18
+    ]
     assert read(cli, database_url, "--at", iso(merged[3] - timedelta(microseconds=1))) == [
         HEADER, BOULDER_20, ROCK_1_BIGGER, ROCK_3, ROCK_12, ROCK_18
     ]
