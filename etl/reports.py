@@ -34,7 +34,8 @@ PACKAGE_CHANGES = Table(
 )
 VERSION_COLUMNS = (*ATTRIBUTE_COLUMNS, "content_hash", "valid_from", "valid_to")
 CHANGE_TYPES = ("created", "updated", "removed", "restored")
-# What `packages` shows of each package: the version's columns, newest facts first for people.
+# What `packages` gives of each package, in this order in JSON and CSV: the version's own columns
+# (id and valid_from aside), between id and valid_from; removed_at is when its last version ended.
 CATALOGUE_COLUMNS = (
     "id", "name", "permalink", "cpu_cores", "memory_in_gb", "storage_in_gb", "monthly_bandwidth_allowance_in_gb",
     "ipv4_addresses", "use_dedicated_cpus", "privacy", "group_id", "group_name", "valid_from", "removed_at",
@@ -159,7 +160,7 @@ def catalogue(
     """
     versions = PackageSnapshot.__table__
     query = select(
-        *(versions.c[name] for name in CATALOGUE_COLUMNS[1:-2]),
+        *(versions.c[name] for name in CATALOGUE_COLUMNS[1:-2]),  # name … group_name
         versions.c.package_id.label("id"),
         versions.c.valid_from,
         versions.c.valid_to.label("removed_at"),
