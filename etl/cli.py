@@ -171,22 +171,54 @@ def add_db_command(commands: argparse._SubParsersAction, common: argparse.Argume
 
 
 def add_query_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
+    formats = ("table", "json", "jsonl", "csv")
     output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
-    output.add_argument("--json", action="store_true", help="a JSON array on stdout, for scripts")
+    shape = output.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--format", choices=formats, default="table", dest="output",
+        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row",
+    )
+    shape.add_argument("--json", action="store_const", const="json", default="table", dest="output",
+                       help="the same as --format json")
+    packages = _command_parser(commands, "packages", parents=[output], help="the catalogue now, or as it was at a time")
+    packages.set_defaults(command=cmd_packages)
+    packages.add_argument(
+        "--at", metavar="WHEN", help="as it was then: an age (2w, 7d, 24h, 30m) or a UTC date or time"
+    )
+    packages.add_argument("--scope", metavar="S", help="only the packages this scope listed, e.g. public")
+    packages.add_argument("--removed", action="store_true", help="the removed packages instead, with when")
     runs = _command_parser(commands, "runs", parents=[output], help="the recent runs, newest first")
     runs.set_defaults(command=cmd_runs)
-    runs.add_argument("--limit", type=positive, default=20, metavar="N", help="show N runs (default %(default)s)")
+    how_many = runs.add_mutually_exclusive_group()
+    how_many.add_argument("--limit", type=positive, default=20, metavar="N", help="show N runs (default %(default)s)")
+    how_many.add_argument("--all", action="store_true", help="show every run")
     history = _command_parser(commands, "history", parents=[output], help="one package's changes, old → new")
     history.set_defaults(command=cmd_history)
-    history.add_argument("package", metavar="PACKAGE", help="a package id or permalink")
-    changes = _command_parser(
-        commands, "changes", parents=[output], help="packages created, updated, removed, restored"
-    )
+    history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
+    changes = _command_parser(commands, "changes", parents=[output], help="packages created, updated, removed, restored")
     changes.set_defaults(command=cmd_changes)
     changes.add_argument(
-        "--since", default="7d", metavar="WHEN", help="an age (7d, 24h, 30m) or a UTC date or time (default %(default)s)"
+        "--since", default="7d", metavar="WHEN",
+        help="an age (2w, 7d, 24h, 30m), a UTC date or time, or last-run: the newest succeeded run of each "
+             "scope (default %(default)s)",
     )
     changes.add_argument("--scope", metavar="S", help="only the changes of runs of this scope, e.g. public")
+    change_types = ("created", "updated", "removed", "restored")  # etl.reports.CHANGE_TYPES
+
+    def types(text: str) -> tuple[str, ...]:
+        asked = [word.strip() for word in text.split(",")]
+        unknown = [word for word in asked if word not in change_types]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"{unknown[0]!r} is not a change type: give any of {', '.join(change_types)}, comma-separated"
+            )
+        return tuple(kind for kind in change_types if kind in asked)
+
+    changes.add_argument(
+        "--type", type=types, default=change_types, metavar="TYPES",
+        help="only these kinds, comma-separated: created,updated,removed,restored (default all)",
+    )
 
 
 def add_demo_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -355,13 +387,22 @@ def cmd_runs(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from .database import reading
 
     with reading(args.database_url) as connection:
-        recent = reports.recent_runs(connection, args.limit)
-    if args.json:
-        print(tables.runs_json(recent))
-        if recent.more:
-            log.warning("%s", tables.runs_left_out(recent))  # stdout stays JSON: say it where logs go
-    else:
-        print("\n".join(tables.runs_table(recent)))
+        recent = reports.recent_runs(connection, None if args.all else args.limit)
+    # Only the table says how many runs it left out: JSON, JSON lines and CSV hold what was asked.
+    sys.stdout.write(tables.runs_output(recent, args.output))
+    return 0
+
+
+def cmd_packages(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import reports, tables
+    from .database import reading
+    from .types import utc_now
+
+    at = None if args.at is None else reports.parse_since(args.at, utc_now(), "--at")
+    with reading(args.database_url) as connection:
+        reports.check_scope(connection, args.scope)
+        catalogue = reports.catalogue(connection, at, args.scope, args.removed)
+    sys.stdout.write(tables.catalogue_output(catalogue, args.output))
     return 0
 
 
@@ -371,7 +412,7 @@ def cmd_history(args: argparse.Namespace, hooks: Hooks | None) -> int:
 
     with reading(args.database_url) as connection:
         history = reports.package_history(connection, args.package)
-    print(tables.history_json(history) if args.json else "\n".join(tables.history_table(history)))
+    sys.stdout.write(tables.history_output(history, args.output))
     return 0
 
 
@@ -380,10 +421,14 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from .database import reading
     from .types import utc_now
 
-    since = reports.parse_since(args.since, utc_now())
+    last_run = args.since.strip() == reports.LAST_RUN
+    since = None if last_run else reports.parse_since(args.since, utc_now())
     with reading(args.database_url) as connection:
-        changes = reports.changes_since(connection, since, args.scope)
-    print(tables.changes_json(changes) if args.json else "\n".join(tables.changes_table(changes, since)))
+        reports.check_scope(connection, args.scope)
+        run_ids = reports.last_succeeded_runs(connection, args.scope) if last_run else None
+        wanted = reports.ChangeFilter(since=since, run_ids=run_ids, scope=args.scope, types=args.type)
+        changes = reports.find_changes(connection, wanted)
+    sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
     return 0
 
 
@@ -392,20 +437,29 @@ def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:
 
     hooks = _hooks(hooks)
     database = args.database or Path(tempfile.mkdtemp(prefix="katapult-demo-")) / "katapult.db"
+    demo.check_new(database)  # a refused demo prints no banner: stdout stays empty, the reason on stderr
     print(
         "Starting a fake Katapult API on 127.0.0.1 with Katapult's 20-package public catalogue "
         f"as its API answered it on {demo.RECORDED_AS_OF}."
     )
-    result = demo.run_demo(database, hooks, on_run=lambda run: print(summary_line(run)))
-    print()
-    print("\n".join(tables.changes_table(result.changes, result.since)))
-    url = f"sqlite:///{result.database}"
+
+    def tell(run: RunResult, changes: list[object]) -> None:
+        print(summary_line(run))
+        if run.run_id == 1:  # the new database's first sync: 20 creations are one fact, not 20 rows
+            print(tables.creations_line(run, changes))
+            print(f"\n{demo.BETWEEN_THE_SYNCS}")
+        else:
+            print("".join(tables.changes_output(changes, "table", f"run {run.run_id} changed nothing")), end="")
+
+    demo.run_demo(database, hooks, tell)
     print(
-        f"\nBetween the two syncs ROCK-1 and BOULDER-20 changed and ROCK-288 was withdrawn. "
-        f"The database is {result.database}; try:\n"
-        f"  katapult-etl history rock-1 --database-url {url}\n"
-        f"  katapult-etl runs --database-url {url}\n"
-        f"  sqlite3 {result.database} 'SELECT name, cpu_cores, memory_in_gb FROM current_packages'"
+        f"\nThe database is {database}; try:\n"
+        f"  export DATABASE_URL=sqlite:///{database}\n"
+        "  katapult-etl history rock-1\n"
+        "  katapult-etl changes --since last-run\n"
+        "  katapult-etl packages\n"
+        "  katapult-etl runs\n"
+        f"  sqlite3 {database} 'SELECT name, cpu_cores, memory_in_gb FROM current_packages'"
     )
     return 0
 
