@@ -5,56 +5,63 @@ from __future__ import annotations
 import gc
 import random
 
-# The one group every public package belongs to on the real API.
-STANDARD_GROUP = {"id": "vmpkgrp_P5kCZvAtvXRC3sVl", "name": "Standard vCPU"}
-
-# (name, id, cpu_cores, memory_in_gb, storage_in_gb), in the order the API lists them.
+# Katapult's public catalogue as its own API answered it, recorded by the public test suites of Katapult's
+# Terraform provider and Go client: the 20 packages, in the order the API lists them, from the newest
+# whole list recorded (GET /core/v1/virtual_machine_packages, 23 March 2023). Those answers carry id,
+# name, permalink, cores, memory, storage, one IPv4 address, privacy "public" and no icon.
+RECORDED_AS_OF = "2023-03-23"
+# (id, name, cpu_cores, memory_in_gb, storage_in_gb); the permalink is the name in lower case.
 _PUBLIC = (
-    ("ROCK-1", "vmpkg_Eh5LYVKScVHpj7sM", 1, 1, 10),
-    ("ROCK-3", "vmpkg_OFEv0bjTQIQYXl6l", 1, 3, 30),
-    ("ROCK-6", "vmpkg_CjzXI46o6UL836J3", 2, 6, 60),
-    ("ROCK-12", "vmpkg_qdvUpK63EttoK5jk", 4, 12, 120),
-    ("ROCK-18", "vmpkg_1IxLLDJiFoAHQ114", 6, 18, 180),
-    ("ROCK-24", "vmpkg_CZTdq5rKwfVXnc8Y", 8, 24, 240),
-    ("ROCK-36", "vmpkg_GtsX2L7dN8VJdV9I", 12, 36, 360),
-    ("ROCK-48", "vmpkg_usRAAHOktjeMqCe2", 16, 48, 480),
-    ("ROCK-72", "vmpkg_LI35QMIn2CSUpM9w", 24, 72, 720),
-    ("ROCK-96", "vmpkg_zfvN5zzIL2p4Hs3G", 32, 96, 960),
-    ("ROCK-144", "vmpkg_37OBI7xCwaVpohGq", 48, 144, 1440),
-    ("ROCK-192", "vmpkg_gktzyVYOddg3GV3G", 64, 192, 1920),
-    ("ROCK-288", "vmpkg_7B6KGXUyhF2LwzMb", 96, 288, 2400),
-    ("BOULDER-20", "vmpkg_iMJ5evR2xpxOnlUa", 2, 20, 25),
-    ("BOULDER-40", "vmpkg_RL8f0hlqstTm3Z2j", 4, 40, 50),
-    ("BOULDER-80", "vmpkg_FP8udAYEAO7xcn52", 8, 80, 100),
-    ("BOULDER-160", "vmpkg_YAxeIG2VtGBzYeWe", 16, 160, 200),
-    ("BOULDER-320", "vmpkg_o7WQacnhi9vidvm7", 32, 320, 400),
-    ("BOULDER-640", "vmpkg_Aykj1W3ln2NRELmh", 64, 640, 800),
-    ("BOULDER-960", "vmpkg_qUeMlCJA4qzK5ETZ", 96, 960, 1200),
+    ("vmpkg_dhG25G5SX3HrA5j5", "ROCK-1", 1, 1, 10),
+    ("vmpkg_Eh5LYVKScVHpj7sM", "ROCK-3", 1, 3, 25),
+    ("vmpkg_dMeEyd1g8hwIlxR8", "ROCK-6", 2, 6, 50),
+    ("vmpkg_vYQHiDoHeSvsFCFI", "ROCK-12", 4, 12, 100),
+    ("vmpkg_WHJ4euoDO9S5Ncrc", "ROCK-18", 6, 18, 150),
+    ("vmpkg_Xr1hcf7e1oZYZMkK", "BOULDER-20", 2, 20, 25),
+    ("vmpkg_tBK6cizGTf9GhZpg", "ROCK-24", 8, 24, 200),
+    ("vmpkg_VnOqg6SyU8vqLf8m", "ROCK-36", 12, 36, 300),
+    ("vmpkg_X3nS8we8RuNFi2ke", "BOULDER-40", 4, 40, 50),
+    ("vmpkg_7k6bXXWeEXIc17Yt", "ROCK-48", 16, 48, 400),
+    ("vmpkg_7EjHNfEELrD0z26e", "ROCK-72", 24, 72, 600),
+    ("vmpkg_Vv3avl0BcXsHoq6t", "BOULDER-80", 8, 80, 100),
+    ("vmpkg_O2mMiznAzunoUd91", "ROCK-96", 32, 96, 800),
+    ("vmpkg_uxUwCBITlkLhmSqo", "ROCK-144", 48, 144, 1200),
+    ("vmpkg_N9v00VtGzaJShhhN", "BOULDER-160", 16, 160, 200),
+    ("vmpkg_2dO1OYPl4pcNEKEE", "ROCK-192", 64, 192, 1600),
+    ("vmpkg_ubLZ0i8iCwYo7pPr", "ROCK-288", 96, 288, 2400),
+    ("vmpkg_25zXSyE1xJgRHKwK", "BOULDER-320", 32, 320, 400),
+    ("vmpkg_CaSziLoMYOKS1Pxi", "BOULDER-640", 64, 640, 800),
+    ("vmpkg_GDVwfn0oSCGPbqsE", "BOULDER-960", 96, 960, 1200),
 )
+# What newer answers (2023-2026) recorded of some of them; every other package's bandwidth, dedicated
+# CPUs and group were never recorded, and stay null rather than guessed.
+STANDARD_GROUP = {"id": "vmpkgrp_P5kCZvAtvXRC3sVl", "name": "Standard vCPU"}
+_BANDWIDTH_IN_GB = {"ROCK-1": 1024, "ROCK-3": 2048, "ROCK-6": 3072}
+_IN_STANDARD_GROUP = ("ROCK-1", "ROCK-3")  # recorded with use_dedicated_cpus false and this group
 
 
-def _package(pkg_id, name, cpu, memory, storage, group, *, privacy="public",
-             ipv4=1, bandwidth=None, icon=None, dedicated=False) -> dict:
-    """Build one package dict with exactly the keys the API returns."""
+def _public_package(package_id: str, name: str, cpu: int, memory: int, storage: int) -> dict:
+    """One package with every key the API sends today; what was never recorded is null."""
+    grouped = name in _IN_STANDARD_GROUP
     return {
-        "id": pkg_id,
+        "id": package_id,
         "name": name,
         "permalink": name.lower(),
         "cpu_cores": cpu,
-        "ipv4_addresses": ipv4,
+        "ipv4_addresses": 1,
         "memory_in_gb": memory,
         "storage_in_gb": storage,
-        "monthly_bandwidth_allowance_in_gb": bandwidth,
-        "privacy": privacy,
-        "icon": icon,
-        "use_dedicated_cpus": dedicated,
-        "group": dict(group),
+        "monthly_bandwidth_allowance_in_gb": _BANDWIDTH_IN_GB.get(name),
+        "privacy": "public",
+        "icon": None,
+        "use_dedicated_cpus": False if grouped else None,
+        "group": dict(STANDARD_GROUP) if grouped else None,
     }
 
 
 def public_catalogue() -> list[dict]:
-    """The 20 packages of the real Katapult public catalogue, as fresh dicts."""
-    return [_package(i, n, c, m, s, STANDARD_GROUP) for n, i, c, m, s in _PUBLIC]
+    """The 20 packages of Katapult's public catalogue as recorded (RECORDED_AS_OF), as fresh dicts."""
+    return [_public_package(*package) for package in _PUBLIC]
 
 
 # --- synthetic catalogues -------------------------------------------------

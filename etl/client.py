@@ -5,23 +5,29 @@ It knows HTTP and Katapult's JSON, nothing of pagination strategy or of the data
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import json
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
 import tenacity
+import urllib3.exceptions
 
 from . import __version__
-from .config import Settings
+from .config import Settings, is_loopback_url
 from .errors import (
     ApiError,
     ApiResponseError,
+    ConnectError,
     FatalApiError,
     InvalidArgumentError,
     MalformedResponseError,
@@ -36,6 +42,18 @@ log = logging.getLogger(__name__)
 LIST_PATH = {"core": "/core/v1/virtual_machine_packages", "public": "/public/v1/virtual_machine_packages"}
 LIST_KEY = {"core": "virtual_machine_packages", "public": "packages"}
 RETRIABLE = (RetriableApiError, TransportError, MalformedResponseError)
+# A name that does not resolve is most often a mistyped --api-url: asked once more (a resolver can
+# fail once), not for the whole retry budget.
+ATTEMPTS_FOR_AN_UNRESOLVED_NAME = 2
+# A body is read this much at a time at most (less when less has arrived), so that the deadline of the
+# whole answer is checked often even when a server trickles it.
+CHUNK_BYTES = 64 * 1024
+# Errors while reading a body, named as requests names them when it reads a body itself.
+_BODY_ERRORS = {
+    urllib3.exceptions.ReadTimeoutError: "ReadTimeout",
+    urllib3.exceptions.DecodeError: "ContentDecodingError",
+    urllib3.exceptions.ProtocolError: "ChunkedEncodingError",
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,8 @@ class RequestStats:
 
     requests: int = 0
     retries: int = 0
-    retry_seconds: float = 0.0
+    retry_seconds: float = 0.0  # waits between attempts
+    failed_seconds: float = 0.0  # attempts that failed and may be retried, summed over the fetchers
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -78,9 +97,19 @@ class RequestStats:
             self.retries += 1
             self.retry_seconds += seconds
 
+    def count_failed_attempt(self, seconds: float) -> None:
+        with self._lock:
+            self.failed_seconds += seconds
+
+    @property
+    def budget_spent(self) -> float:
+        """What the retry budget has paid for: failed attempts and the waits after them."""
+        return self.retry_seconds + self.failed_seconds
+
 
 class KatapultClient:
-    """Fetches pages of the VM package list; `sleep` and `rng` are injected so tests never wait."""
+    """Fetches pages of the VM package list; `sleep`, `clock` (monotonic seconds) and `rng` are injected
+    so tests never wait."""
 
     def __init__(
         self,
@@ -88,11 +117,13 @@ class KatapultClient:
         *,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._session = session or requests.Session()
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self.stats = RequestStats()
         self._url = settings.api_url.rstrip("/") + LIST_PATH[settings.api]
@@ -100,6 +131,9 @@ class KatapultClient:
         self._headers = {"Accept": "application/json", "User-Agent": f"katapult-etl/{__version__}"}
         if settings.token:
             self._headers["Authorization"] = f"Bearer {settings.token}"
+        # An API on this machine is asked directly, never through http_proxy: over plain http a proxy
+        # would read the token (and could not reach our loopback anyway).
+        self._proxies = {"no_proxy": "*"} if is_loopback_url(settings.api_url) else None
 
     def close(self) -> None:
         self._session.close()
@@ -120,7 +154,7 @@ class KatapultClient:
             before_sleep=self._before_sleep,
         )
         try:
-            return retrying(self._fetch_once, number, per_page)
+            return retrying(self._attempt, number, per_page)
         except tenacity.RetryError as gave_up:
             last = gave_up.last_attempt.exception()
             raise RetryBudgetExhausted(
@@ -129,9 +163,12 @@ class KatapultClient:
 
     def _stop(self, state: tenacity.RetryCallState) -> bool:
         policy = self._settings.retry
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ConnectError) and error.unresolvable:
+            return state.attempt_number >= min(policy.max_attempts, ATTEMPTS_FOR_AN_UNRESOLVED_NAME)
         return (
             state.attempt_number >= policy.max_attempts
-            or self.stats.retry_seconds >= policy.run_budget_seconds
+            or self.stats.budget_spent >= policy.run_budget_seconds
         )
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -144,37 +181,120 @@ class KatapultClient:
         else:
             ceiling = min(policy.backoff_max, policy.backoff_initial * 2 ** (state.attempt_number - 1))
             wanted = self._rng.uniform(0, ceiling)
-        return max(0.0, min(wanted, policy.run_budget_seconds - self.stats.retry_seconds))
+        return max(0.0, min(wanted, policy.run_budget_seconds - self.stats.budget_spent))
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         seconds = state.next_action.sleep if state.next_action else 0.0
         self.stats.count_retry(seconds)
         error = state.outcome.exception() if state.outcome else None
-        log.warning("retrying in %.1f s (attempt %d failed: %s)", seconds, state.attempt_number, error)
+        log.warning(
+            "retrying in %.1f s (attempt %d failed: %s)",
+            seconds,
+            state.attempt_number,
+            error,
+            extra={"page": state.args[0], "attempt": state.attempt_number, "delay_s": round(seconds, 3), "error": str(error)},
+        )
 
-    def _fetch_once(self, number: int, per_page: int) -> Page:
+    def _attempt(self, number: int, per_page: int) -> Page:
+        """One attempt; the time of one that failed and may be retried is charged to the retry budget."""
+        started = self._clock()
+        try:
+            return self._fetch_once(number, per_page, started + self._settings.read_timeout)
+        except RETRIABLE:
+            self.stats.count_failed_attempt(self._clock() - started)
+            raise
+
+    def _fetch_once(self, number: int, per_page: int, deadline: float) -> Page:
         params = {"page": str(number), "per_page": str(per_page), **self._settings.scope.query}
         self.stats.count_request()
         try:
+            # stream: the body is read here, in chunks, against the deadline of the whole answer; the
+            # socket's own timeout (read_timeout) still bounds each wait for the next bytes.
             response = self._session.get(
                 self._url,
                 params=params,
                 headers=self._headers,
                 timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+                proxies=self._proxies,
+                stream=True,
             )
+            # Closing drops the connection of an answer not read to its end; a whole one was already
+            # handed back to the pool for the next request.
+            with contextlib.closing(response):
+                body = self._read_body(number, response, deadline)
+        except urllib3.exceptions.HTTPError as error:
+            name = next((n for kind, n in _BODY_ERRORS.items() if isinstance(error, kind)), type(error).__name__)
+            raise TransportError(f"no whole answer for page {number}: {name}") from error
         except requests.exceptions.SSLError as error:
             certificate = _unverified_certificate(error)
             if certificate is None:
                 raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
             # Not retried: a certificate that failed verification fails it again on every attempt.
             raise ApiError(f"could not verify the TLS certificate of {self._settings.api_url}: {certificate}") from error
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        except requests.ConnectionError as error:
+            raise self._connection_error(number, error) from error
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,  # a corrupt gzip body: as retriable as a cut one
+        ) as error:
             raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
         except requests.RequestException as error:
             raise ApiError(f"could not request page {number}: {type(error).__name__}: {error}") from error
         if response.status_code >= 400:
-            raise error_from_response(response)
-        return parse_page(number, self._key, response)
+            raise error_from_response(response, body)
+        return parse_page(number, self._key, response, body)
+
+    def _connection_error(self, number: int, error: requests.ConnectionError) -> TransportError:
+        """Why no connection was made, in words that name the URL; a connection that broke once made
+        is a body not wholly received."""
+        url = self._settings.api_url
+        if isinstance(error, requests.ConnectTimeout):
+            return ConnectError(f"cannot connect to {url}: timed out after {self._settings.connect_timeout:g} s")
+        causes = list(_causes(error))
+        if any(isinstance(cause, socket.gaierror) for cause in causes):
+            return ConnectError(f"cannot connect to {url}: the name does not resolve", unresolvable=True)
+        if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+            return ConnectError(f"cannot connect to {url}: connection refused")
+        return TransportError(f"no whole answer for page {number}: {type(error).__name__}")
+
+    def _read_body(self, number: int, response: requests.Response, deadline: float) -> bytes:
+        """The whole (decoded) body, or TransportError past the deadline, or UnexpectedResponseError
+        past the size bound (not retried: the same page comes back as big), read no further than it."""
+        bound = self._settings.max_page_bytes
+        if (_int_header(response, "Content-Length") or 0) > bound:
+            raise UnexpectedResponseError(f"page {number} is larger than {_size(bound)}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+            if self._clock() > deadline:
+                raise TransportError(
+                    f"no whole answer for page {number} within {self._settings.read_timeout:g} s"
+                )
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > bound:
+                raise UnexpectedResponseError(f"page {number} is larger than {_size(bound)}")
+            chunks.append(chunk)
+
+
+def _size(count: int) -> str:
+    megabytes, rest = divmod(count, 1024 * 1024)
+    return f"{megabytes} MB" if megabytes and not rest else f"{count} bytes"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it, through urllib3's MaxRetryError.reason too."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
 
 
 def _unverified_certificate(error: BaseException) -> str | None:
@@ -185,9 +305,9 @@ def _unverified_certificate(error: BaseException) -> str | None:
     return None if cause is None else cause.verify_message or "certificate verify failed"
 
 
-def error_from_response(response: requests.Response) -> ApiResponseError:
+def error_from_response(response: requests.Response, body: bytes) -> ApiResponseError:
     """Katapult's error body as the right kind of EtlError: retriable (429, 5xx) or fatal."""
-    error = _error_body(response)
+    error = _error_body(body)
     args = dict(
         status=response.status_code,
         code=error.get("code"),
@@ -201,9 +321,9 @@ def error_from_response(response: requests.Response) -> ApiResponseError:
     return FatalApiError(**args)
 
 
-def _error_body(response: requests.Response) -> dict[str, Any]:
+def _error_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         return {}
     error = body.get("error") if isinstance(body, dict) else None
@@ -225,11 +345,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def parse_page(number: int, key: str, response: requests.Response) -> Page:
+def parse_page(number: int, key: str, response: requests.Response, raw: bytes) -> Page:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError as error:
-        start = response.text[:40].replace("\n", " ")
+        start = raw[:40].decode("utf-8", "replace").replace("\n", " ")
         raise MalformedResponseError(f"page {number} is not JSON (it starts {start!r})") from error
     if not isinstance(body, dict) or not isinstance(body.get("pagination"), dict):
         raise UnexpectedResponseError(f"page {number} has no 'pagination' object")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -12,7 +15,30 @@ from .errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///katapult.db"
 DEFAULT_API_URL = "https://api.katapult.io"
 MAX_PER_PAGE = 200
+# More fetchers than this only multiply threads and connections: Katapult's rate limit (600 a minute)
+# is reached well before, and the pacer would hold them back anyway.
+MAX_CONCURRENCY = 16
+# A page of 200 packages is about 200 KB; one over 50 MB is not a page of this catalogue, and reading
+# stops there rather than holding it all in memory.
+MAX_PAGE_BYTES = 50 * 1024 * 1024
 TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
+# A URL's scheme as a user may write it -> (the scheme SQLAlchemy is given, the driver module it needs,
+# the extra that installs it). Plain postgresql:// and mysql:// would make SQLAlchemy look for psycopg2
+# and mysqlclient, which katapult-etl does not install: they mean the drivers it does.
+DATABASE_SCHEMES = {
+    "sqlite": ("sqlite", "sqlite3", None),
+    "sqlite+pysqlite": ("sqlite+pysqlite", "sqlite3", None),
+    "postgresql": ("postgresql+psycopg", "psycopg", "postgresql"),
+    "postgresql+psycopg": ("postgresql+psycopg", "psycopg", "postgresql"),
+    "mysql": ("mysql+pymysql", "pymysql", "mysql"),
+    "mysql+pymysql": ("mysql+pymysql", "pymysql", "mysql"),
+    "mariadb": ("mariadb+pymysql", "pymysql", "mysql"),
+    "mariadb+pymysql": ("mariadb+pymysql", "pymysql", "mysql"),
+}
+SUPPORTED_DATABASES = "sqlite:///PATH, postgresql://…, mysql://… or mariadb://…"
+_URL = re.compile(r"(?P<scheme>[A-Za-z0-9+_.-]+)://(?P<rest>.*)", re.DOTALL)
+_PASSWORD = re.compile(r"(?P<user>//[^/:@]*):[^/@]*@")
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,12 @@ class RetryPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"--max-attempts must be at least 1, not {self.max_attempts}")
+        if not self.run_budget_seconds >= 0:  # `not >=` also refuses NaN
+            raise ConfigError(f"--retry-budget must be 0 seconds or more, not {self.run_budget_seconds:g}")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -70,14 +102,20 @@ class Settings:
     read_timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 4
+    max_page_bytes: int = MAX_PAGE_BYTES
     allow_mass_removal: bool = False
     dry_run: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_page <= MAX_PER_PAGE:
             raise ConfigError(f"--per-page must be between 1 and {MAX_PER_PAGE}, not {self.per_page}")
-        if self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, not {self.concurrency}")
+        if self.max_page_bytes < 1:
+            raise ConfigError(f"the page size bound must be at least 1 byte, not {self.max_page_bytes}")
+        for option, seconds in (("--connect-timeout", self.connect_timeout), ("--read-timeout", self.read_timeout)):
+            if not seconds > 0:  # `not >` also refuses NaN
+                raise ConfigError(f"{option} must be more than 0 seconds, not {seconds:g}")
         if not self.scope.is_public and not self.token:
             raise ConfigError(
                 "an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file"
@@ -111,6 +149,10 @@ def check_token_transport(api_url: str) -> None:
     raise ConfigError(f"refusing to send the API token to {parts.scheme}://{parts.hostname}: use https")
 
 
+def is_loopback_url(url: str) -> bool:
+    return _is_loopback(urlsplit(url).hostname or "")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -118,3 +160,47 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def database_url(given: str | None, environ: Mapping[str, str]) -> str:
+    """The database URL to use: --database-url, else DATABASE_URL, else the SQLite default; checked
+    and with its driver spelled out. A ConfigError (usage, exit 2) names what is wrong, never a password."""
+    url = given or environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    match = _URL.fullmatch(url)
+    if match is None or match["scheme"].lower() not in DATABASE_SCHEMES:
+        raise ConfigError(f"not a database URL katapult-etl supports: {mask_password(url)!r} (use {SUPPORTED_DATABASES})")
+    scheme, driver, extra = DATABASE_SCHEMES[match["scheme"].lower()]
+    if importlib.util.find_spec(driver) is None:
+        raise ConfigError(
+            f"{match['scheme']}:// needs the {driver} driver, which is not installed: "
+            f"pip install 'katapult-etl[{extra}]'"
+        )
+    url = f"{scheme}://{match['rest']}"
+    if scheme.startswith("sqlite"):
+        _check_sqlite_file(match["rest"])
+    return url
+
+
+def _check_sqlite_file(rest: str) -> None:
+    """A file that exists must be a SQLite database: else every later step fails in its own words, and
+    the run lock leaves a file beside it."""
+    path_text = rest[1:].split("?", 1)[0] if rest.startswith("/") else ""
+    if path_text in ("", ":memory:"):
+        return
+    path = Path(path_text)
+    if path.is_dir():
+        raise ConfigError(f"the SQLite database {path} is a folder, not a file")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # a new database: created by the command that writes one
+    except OSError as error:
+        raise ConfigError(f"cannot read the SQLite database {path}: {error.strerror}") from None
+    if header and header != SQLITE_HEADER:
+        raise ConfigError(f"{path} is not a SQLite database")
+
+
+def mask_password(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and --help."""
+    return _PASSWORD.sub(r"\g<user>:***@", url)

@@ -1,21 +1,30 @@
-"""Engines and migrations: how katapult-etl connects to each supported database and brings it to head."""
+"""Engines and migrations: how katapult-etl connects to each supported database and brings it to head.
+
+Alembic is imported only to migrate: the revision a database is at is read with one query, and the
+revisions this release knows are the names of its migration files, so that the commands that only read
+(and a sync of a database already at head) never load Alembic nor log its lines.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
@@ -90,7 +99,10 @@ def _create_private_file(path: Path) -> None:
         return
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"cannot create the SQLite database {path}: folder {path.parent} does not exist")
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as error:  # a read-only folder, or one the job's user may not write in
+        raise DatabaseError(f"cannot create the SQLite database {path}: {error.strerror}") from None
 
 
 def migrations_folder() -> Path:
@@ -101,6 +113,8 @@ def migrations_folder() -> Path:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_folder()))
     if connection is not None:
@@ -108,25 +122,120 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def known_revisions() -> list[str]:
+    """The revisions this release has migrations for, oldest first: each migration's file is named
+    after its revision (0001_initial_schema.py is revision 0001), and each revises the one before."""
+    names = (path.name for path in (migrations_folder() / "versions").glob("[0-9]*_*.py"))
+    return sorted(name.split("_", 1)[0] for name in names)
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return known_revisions()[-1]
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision recorded in the database's alembic_version table; None before the first migration."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; a no-op when it is there already."""
+def known_revision(connection: Connection) -> str | None:
+    """The database's revision; DatabaseError if this release has no migration of that name (a newer
+    release made the database: migrating it "back" or reading it as ours would be guesses)."""
+    revision = current_revision(connection)
+    if revision is not None and revision not in known_revisions():
+        raise DatabaseError(
+            f"the database was made by a newer katapult-etl: revision {revision} is unknown to this "
+            f"release (newest known: {head_revision()}); upgrade katapult-etl"
+        )
+    return revision
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Bring the database to the newest schema (a no-op when it is there already); returns the
+    revision it was at."""
     from .dialects import migration_lock  # imported here: dialects imports this module
 
     try:
-        with engine.begin() as connection, migration_lock(connection):
-            if current_revision(connection) == head_revision():
-                return
-            command.upgrade(alembic_config(connection), "head")
+        with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
+            with connection.begin(), migration_lock(connection):
+                before = known_revision(connection)
+                if before != head_revision():
+                    from alembic import command
+
+                    command.upgrade(alembic_config(connection), "head")
+                    _check_foreign_keys(connection)
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
+    _use_write_ahead_log(engine)
+    return before
+
+
+def _use_write_ahead_log(engine: Engine) -> None:
+    """Put a SQLite file in WAL journal mode, which the file keeps: readers then read the state before a
+    writer's transaction instead of blocking its commit (in the default rollback-journal mode, a
+    dashboard holding a read transaction makes the sync wait, then fail). Asked on every run, changed
+    once: a file from an older release or `db upgrade` gets it too."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    with engine.connect() as connection:
+        # The driver's own connection: SQLAlchemy would first BEGIN, and SQLite changes the journal
+        # mode only outside a transaction.
+        driver = connection.connection.driver_connection
+        try:
+            if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                driver.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as error:  # e.g. a reader's lock: the next run tries again
+            log.warning("could not switch %s to WAL journal mode: %s", engine.url.database, error)
+
+
+def migrate(url: str) -> str | None:
+    """`db upgrade`: the database at `url` brought to the newest schema; returns the revision it was at."""
+    engine = open_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def revision_of(url: str) -> str | None:
+    """The schema revision of the database at `url` (None: no schema yet); creates and changes nothing."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    engine = open_engine(url)
+    try:
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            return known_revision(connection)
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from None
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite changes a column only by rebuilding its table, and cannot drop a table others refer to
+    while foreign keys are on. The pragma works only outside a transaction: set on the driver's
+    connection before SQLAlchemy begins one, and set back on after it ends."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """With SQLite's foreign keys off, check them all once before the migration commits."""
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+        if broken is not None:
+            raise DatabaseError(f"a migration broke a foreign key: {tuple(broken)}")
 
 
 @contextlib.contextmanager
@@ -142,7 +251,7 @@ def reading(url: str) -> Iterator[Connection]:
     engine = open_engine(url)
     try:
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            revision = current_revision(connection)
+            revision = known_revision(connection)
             if revision != head_revision():
                 raise DatabaseError(
                     f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
@@ -155,7 +264,7 @@ def reading(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def describe(error: SQLAlchemyError) -> str:
+def describe(error: BaseException) -> str:
     """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error
     # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").

@@ -1,54 +1,54 @@
 """`katapult-etl demo`: the whole job, offline, in one command.
 
-It starts the built-in fake Katapult API on a free loopback port with the real 20-package public
-catalogue, syncs it into a new SQLite file, changes a few packages and removes one, syncs again, and
-returns what changed. No token, no network.
+It starts the built-in fake Katapult API on a free loopback port with Katapult's 20-package public
+catalogue as recorded (etl/catalogue.py), syncs it into a new SQLite file, changes two packages and
+withdraws one, syncs again, and hands each run and its changes to the caller. No token, no network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
+from .catalogue import RECORDED_AS_OF
 from .config import Settings
 from .database import reading
 from .errors import ConfigError
 from .fakeapi import FakeKatapult
 from .pipeline import Hooks, RunResult, run_sync
-from .reports import Change, changes_since
-from .types import utc_now
+from .reports import Change, ChangeFilter, find_changes
+
+__all__ = ["BETWEEN_THE_SYNCS", "RECORDED_AS_OF", "check_new", "run_demo"]
+
+# What change_a_few does, told between the two syncs.
+BETWEEN_THE_SYNCS = "Katapult changes ROCK-1 and BOULDER-20 and withdraws ROCK-288; the second sync finds:"
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    database: Path
-    runs: list[RunResult]
-    changes: list[Change]
-    since: datetime
-
-
-def run_demo(database: Path, hooks: Hooks, on_run: Callable[[RunResult], None]) -> DemoResult:
-    """Two syncs of the fake public catalogue into a new SQLite file, with changes in between."""
+def check_new(database: Path) -> None:
+    """The demo writes a new database only: refused before anything starts or is printed."""
     if database.exists():
         raise ConfigError(f"{database} exists: the demo writes a new database (remove it or name another)")
+    if not database.parent.is_dir():
+        raise ConfigError(f"{database.parent} is not a folder: the demo cannot write {database.name} there")
+
+
+def run_demo(database: Path, hooks: Hooks, on_run: Callable[[RunResult, list[Change]], None]) -> None:
+    """Two syncs of the fake public catalogue into a new SQLite file, with changes in between."""
+    check_new(database)
     url = f"sqlite:///{database}"
-    since = utc_now()
-    runs: list[RunResult] = []
 
     def sync(settings: Settings) -> None:
-        runs.append(run_sync(settings, hooks))
-        on_run(runs[-1])
+        run = run_sync(settings, hooks)
+        run_ids = () if run.run_id is None else (run.run_id,)
+        with reading(url) as connection:
+            changes = find_changes(connection, ChangeFilter(run_ids=run_ids))
+        on_run(run, changes)
 
     with FakeKatapult() as api:
         settings = Settings(database_url=url, api_url=api.url)
         sync(settings)
         change_a_few(api.packages)
         sync(settings)
-    with reading(url) as connection:
-        changes = changes_since(connection, since)
-    return DemoResult(database, runs, changes, since)
 
 
 def change_a_few(packages: list[dict]) -> None:

@@ -18,25 +18,39 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from .database import sqlite_path
+from .database import describe, sqlite_path
 from .errors import DatabaseError, RunLockedError
 
 ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # How long MySQL waits for another run's merge or migration: far longer than either takes.
 MYSQL_LOCK_WAIT_SECONDS = 3600
-# MySQL tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0003); a temporary
-# table joined with them must too, or MySQL refuses to compare across the two collations.
-# (mariadb_ options for mariadb:// URLs, mysql_ ones for mysql:// URLs)
-EXACT_TEXT_TABLE_OPTIONS = {
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-    "mariadb_charset": "utf8mb4",
-    "mariadb_collate": "utf8mb4_bin",
-}
+# MySQL and MariaDB tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0004):
+# binary, and NO PAD, so that 'vmpkg_A' and 'vmpkg_A ' are two ids (a PAD SPACE collation such as
+# utf8mb4_bin compares them equal). A temporary table joined with them must have the same collation,
+# or MySQL refuses to compare across the two.
+MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
+MYSQL_EXACT_COLLATION = "utf8mb4_0900_bin"
 # Indexes with a WHERE clause; MySQL and MariaDB cannot build them (migration 0001 leaves them out there).
 PARTIAL_INDEXES = ("uq_package_snapshots_current",)
+
+
+def exact_text_collation(dialect: Dialect) -> str:
+    """The NO PAD binary collation of a MySQL or MariaDB server."""
+    return MARIADB_EXACT_COLLATION if getattr(dialect, "is_mariadb", False) else MYSQL_EXACT_COLLATION
+
+
+def create_temporary_table(connection: Connection, table: Table, *, checkfirst: bool = False) -> None:
+    """Create `table` (a TEMPORARY one); on MySQL and MariaDB with the server's exact collation."""
+    name = connection.dialect.name
+    if name in ("mysql", "mariadb"):
+        # Set just before each CREATE (the collation depends on the server, MariaDB or MySQL); the
+        # other databases ignore these options.
+        table.dialect_kwargs[f"{name}_charset"] = "utf8mb4"
+        table.dialect_kwargs[f"{name}_collate"] = exact_text_collation(connection.dialect)
+    table.create(connection, checkfirst=checkfirst)
 
 
 def upsert(
@@ -97,16 +111,24 @@ class BulkInsert:
             self._copy_rows(connection, rows)
             return
         parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows] if self._named else rows
-        connection.exec_driver_sql(self._sql, parameters)
+        try:
+            connection.exec_driver_sql(self._sql, parameters)
+        except SQLAlchemyError as error:
+            raise DatabaseError(f"database error while staging a page: {describe(error)}") from None
 
     def _copy_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         # The driver's own connection, inside the transaction SQLAlchemy has begun on it. A COPY that a
         # signal stops half-way leaves the connection mid-protocol, so SIGINT and SIGTERM wait the
         # millisecond until this page's COPY has ended, and then stop the run as usual.
-        with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(self._copy) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        # The COPY goes around SQLAlchemy, so its errors come as the driver's own: made one line here.
+        driver_error = connection.dialect.loaded_dbapi.Error
+        try:
+            with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+                with cursor.copy(self._copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        except driver_error as error:
+            raise DatabaseError(f"database error while staging a page: {describe(error)}") from None
 
 
 @contextlib.contextmanager
@@ -205,7 +227,10 @@ def _file_lock(database_url: str, scope: str) -> Iterator[None]:
         yield
         return
     # One lock file beside the database; each scope locks its own byte of it.
-    descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:  # a read-only folder, or one the job's user may not write in
+        raise DatabaseError(f"cannot create the run lock file {path}.lock: {error.strerror}") from None
     offset = _lock_key(scope) & 0x7FFFFFFF
     try:
         try:

@@ -74,6 +74,14 @@ class TransportError(ApiError):
     """The request did not get a whole answer: timeout, refused or dropped connection."""
 
 
+class ConnectError(TransportError):
+    """No connection to the API at all: its name does not resolve, it refuses, or connecting timed out."""
+
+    def __init__(self, message: str, *, unresolvable: bool = False) -> None:
+        super().__init__(message)
+        self.unresolvable = unresolvable
+
+
 class MalformedResponseError(ApiError):
     """The answer is not JSON, or not the JSON Katapult sends for this endpoint."""
 
@@ -91,7 +99,16 @@ class PaginationError(EtlError):
 
 
 class RecordError(EtlError, ValueError):
-    """A package in the API's answer cannot be stored as it is."""
+    """A package in the API's answer cannot be stored as it is.
+
+    `package_id` is the package's id when it has a usable one (so that its previous version can be
+    kept), None when it has not; `reason` says what is wrong, without the id.
+    """
+
+    def __init__(self, reason: str, package_id: str | None = None) -> None:
+        self.reason = reason
+        self.package_id = package_id
+        super().__init__(reason if package_id is None else f"package {package_id}: {reason}")
 
 
 class DatabaseError(EtlError):

@@ -25,11 +25,21 @@ DEFAULT_PER_PAGE = 30
 TOTALS_STYLES = ("counted", "null", "absent")
 _INTEGER = re.compile(r"-?[0-9]+")
 
-# code -> (HTTP status, description), worded as the real API words them.
-ERRORS: dict[str, tuple[int, str]] = {
+# code -> (HTTP status, description), worded as Katapult's API answered where its answers were recorded
+# (Katapult's Terraform provider and Go client test recordings, 2021-2026: missing_api_token,
+# invalid_api_token, permission_denied, organization_not_found, route_not_found, invalid_argument, and
+# 500 unhandled_exception, whose description is null). The four 403s after permission_denied are the
+# ones Katapult documents for this endpoint without a recorded answer: their codes are Katapult's, their
+# descriptions written in its style.
+ERRORS: dict[str, tuple[int, str | None]] = {
     "missing_api_token": (400, "No API token was provided in the Authorization header. "
-                               "Ensure a token is provided prefixed with 'Bearer'."),
+                               "Ensure a token is provided prefixed with Bearer"),
     "invalid_api_token": (403, "The API token provided was not valid (it may not exist or have expired)"),
+    "permission_denied": (403, "The authenticated identity is not permitted to perform this action"),
+    "unauthorized_network_for_api_token": (403, "Network is not allowed to access the API with this API token"),
+    "invalid_capabilities_token": (403, "The capabilities token provided was not valid"),
+    "organization_suspended": (403, "The organization is suspended and cannot be used"),
+    "organization_not_activated": (403, "The organization has not been activated yet"),
     "scope_not_granted": (403, "The scope required for this action has not been granted to the API token"),
     "organization_not_found": (404, "No organization was found matching any of the criteria "
                                     "provided in the arguments"),
@@ -37,6 +47,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "route_not_found": (404, "No route matches the path and method provided"),
     "method_not_allowed": (405, "The HTTP method used is not supported for this route"),
     "rate_limit_reached": (429, "You have reached the rate limit for this type of request"),
+    "unhandled_exception": (500, None),
     "internal_server_error": (500, "An internal server error occurred while processing this request"),
     "bad_gateway": (502, "The upstream service returned an invalid response"),
     "service_unavailable": (503, "The service is temporarily unavailable, please try again later"),
@@ -45,7 +56,7 @@ ERRORS: dict[str, tuple[int, str]] = {
 # Used when a Fault gives only an error status: the body still looks like a Katapult error.
 _CODE_FOR_STATUS = {
     400: "invalid_argument", 403: "invalid_api_token", 404: "route_not_found", 405: "method_not_allowed",
-    429: "rate_limit_reached", 500: "internal_server_error", 502: "bad_gateway",
+    429: "rate_limit_reached", 500: "unhandled_exception", 502: "bad_gateway",
     503: "service_unavailable", 504: "gateway_timeout",
 }
 
@@ -60,6 +71,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)  # extra or overriding headers, e.g. Retry-After
     delay: float = 0.0  # seconds to sleep before answering, to trigger client read timeouts
     truncate_body: bool = False  # full Content-Length, half the body, then the connection is closed
+    trickle: float = 0.0  # seconds between the body's bytes, sent one at a time (until the client hangs up)
     page: int | None = None  # only match requests for this page (absent page counts as 1); None: any
 
 
@@ -82,13 +94,18 @@ class ApiError(Exception):
         super().__init__(code)
         self.code = code
         self.status = status or known_status
-        self.description = description or known_description
+        self.description = known_description if description is None else description
         self.detail = detail or {}
 
     def body(self) -> bytes:
         """The JSON error body."""
         error = {"code": self.code, "description": self.description, "detail": self.detail}
         return json.dumps({"error": error}).encode()
+
+
+def _error_schema(status: int) -> dict[str, str]:
+    """Katapult marks every error body it sends with this header."""
+    return {"X-Api-Schema": "json-error"} if status >= 400 else {}
 
 
 def _invalid_argument(name: str, issue: str, value: str | None) -> ApiError:
@@ -185,6 +202,8 @@ class FakeKatapult:
         # Called with the page's number once its body is built, before it is sent: a change made there
         # is one the client can only see in the answers to its later requests.
         self.after_page: Callable[[int], None] | None = None
+        # Called with every request, fault or not, before it is answered (lets tests move a fake clock).
+        self.on_answer: Callable[[RecordedRequest], None] | None = None
         self.host, self.port = host, port
         self.url = ""
         self._faults: list[Fault] = []
@@ -289,11 +308,13 @@ class FakeKatapult:
                    "X-Ratelimit-Remaining": str(remaining)}
         if self.latency:
             time.sleep(self.latency)
+        if self.on_answer is not None:
+            self.on_answer(recorded)
         if fault is not None:
             self._apply_fault(handler, fault, recorded, headers)
             return
         status, body = self._respond(recorded, over_limit)
-        self._send(handler, status, body, headers)
+        self._send(handler, status, body, {**headers, **_error_schema(status)})
 
     def _take_fault(self, page: int | None) -> Fault | None:
         """Pop the head of the fault queue if it matches this page (caller holds the lock)."""
@@ -393,7 +414,10 @@ class FakeKatapult:
         if fault.error_code and status == 200:  # a bare error_code implies its usual status
             status = ERRORS.get(fault.error_code, (500, ""))[0]
         body = self._fault_body(fault, status, req)
-        self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body)
+        if fault.body is None:  # a Katapult error body (a fault's own bytes are some proxy's page)
+            headers = {**headers, **_error_schema(status)}
+        self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body,
+                   trickle=fault.trickle)
 
     def _fault_body(self, fault: Fault, status: int, req: RecordedRequest) -> bytes:
         """The fault's own bytes, else a Katapult error body for error statuses, else the normal body."""
@@ -401,7 +425,7 @@ class FakeKatapult:
             return fault.body
         code = fault.error_code
         if code is None and status >= 400:
-            code = _CODE_FOR_STATUS.get(status, "internal_server_error")
+            code = _CODE_FOR_STATUS.get(status, "unhandled_exception")
         if code is None:
             return self._respond(req)[1]
         return self._error(code, status).body()
@@ -413,13 +437,17 @@ class FakeKatapult:
 
     @staticmethod
     def _send(handler: _Handler, status: int, body: bytes, headers: dict[str, str],
-              truncate: bool = False) -> None:
-        """Write status, headers and body; with truncate, only half the body, then hang up."""
+              truncate: bool = False, trickle: float = 0.0) -> None:
+        """Write status, headers and body; with truncate, only half the body, then hang up; with
+        trickle, one byte at a time."""
         handler.send_response(status)
         merged = {"Content-Type": "application/json", **headers, "Content-Length": str(len(body))}
         for name, value in merged.items():
             handler.send_header(name, value)
         handler.end_headers()
+        if trickle:
+            _trickle(handler, body, trickle)
+            return
         if not truncate:
             handler.wfile.write(body)
             return
@@ -427,6 +455,19 @@ class FakeKatapult:
         handler.close_connection = True
         # A FIN before Content-Length bytes arrive: the client sees an incomplete body.
         handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _trickle(handler: _Handler, body: bytes, interval: float) -> None:
+    """Send `body` a byte every `interval` seconds; stop when the client has hung up."""
+    handler.wfile.flush()
+    for index in range(len(body)):
+        try:
+            handler.wfile.write(body[index:index + 1])
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
+            return
+        time.sleep(interval)
 
 
 def main(argv: list[str] | None = None) -> None:

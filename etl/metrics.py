@@ -6,6 +6,7 @@ of it. A failed run keeps the last success's timestamp, read back from the file 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +20,7 @@ PREFIX = "katapult_etl"
 STATUSES = ("succeeded", "incomplete", "failed")
 CHANGES = ("created", "updated", "restored", "removed", "unchanged")
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,17 @@ def report_of(result: RunResult, seconds: float, finished_at: float) -> RunRepor
     return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts)
 
 
-def check_writable(path: Path) -> None:
+def check_metrics_path(path: Path, dry_run: bool) -> None:
     """Before the run: a metrics file that cannot be written is a usage error, found before any work."""
+    if dry_run:
+        raise ConfigError("--metrics-file records real runs: a --dry-run cannot write it")
+    if path.is_dir():
+        raise ConfigError(f"cannot write the metrics file {path}: it is a folder")
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write the metrics file {path}: {folder} is not a writable folder")
+    if path.suffix != ".prom":
+        log.warning("the metrics file %s does not end in .prom: node_exporter's textfile collector will not read it", path)
 
 
 def write_metrics(path: Path, report: RunReport) -> None:

@@ -14,15 +14,13 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     MetaData,
     String,
-    Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import BigId, JsonDocument, UtcDateTime
+from .types import BigId, JsonDocument, Key, LongText, UtcDateTime
 
 # Stable constraint names, so that migrations can name what they alter on every database.
 NAMING_CONVENTION = {
@@ -44,28 +42,28 @@ class Base(DeclarativeBase):
 class PackageAttributes:
     """The columns a package and each of its versions share."""
 
-    name: Mapped[str | None] = mapped_column(String(255))
-    permalink: Mapped[str | None] = mapped_column(String(255))
-    cpu_cores: Mapped[int | None] = mapped_column(Integer)
-    ipv4_addresses: Mapped[int | None] = mapped_column(Integer)
-    memory_in_gb: Mapped[int | None] = mapped_column(Integer)
-    storage_in_gb: Mapped[int | None] = mapped_column(Integer)
-    monthly_bandwidth_allowance_in_gb: Mapped[int | None] = mapped_column(Integer)
-    privacy: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(LongText)
+    permalink: Mapped[str | None] = mapped_column(LongText)
+    cpu_cores: Mapped[int | None] = mapped_column(BigInteger)
+    ipv4_addresses: Mapped[int | None] = mapped_column(BigInteger)
+    memory_in_gb: Mapped[int | None] = mapped_column(BigInteger)
+    storage_in_gb: Mapped[int | None] = mapped_column(BigInteger)
+    monthly_bandwidth_allowance_in_gb: Mapped[int | None] = mapped_column(BigInteger)
+    privacy: Mapped[str | None] = mapped_column(LongText)
     use_dedicated_cpus: Mapped[bool | None] = mapped_column(Boolean)
-    icon_url: Mapped[str | None] = mapped_column(Text)
-    icon_file_name: Mapped[str | None] = mapped_column(String(255))
-    icon_file_type: Mapped[str | None] = mapped_column(String(255))
+    icon_url: Mapped[str | None] = mapped_column(LongText)
+    icon_file_name: Mapped[str | None] = mapped_column(LongText)
+    icon_file_type: Mapped[str | None] = mapped_column(LongText)
     icon_file_size: Mapped[int | None] = mapped_column(BigInteger)
-    icon_digest: Mapped[str | None] = mapped_column(String(255))
+    icon_digest: Mapped[str | None] = mapped_column(LongText)
     content_hash: Mapped[str] = mapped_column(String(64))
 
 
 class PackageGroup(Base):
     __tablename__ = "package_groups"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(255))
+    id: Mapped[str] = mapped_column(Key, primary_key=True)
+    name: Mapped[str | None] = mapped_column(LongText)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
 
@@ -75,8 +73,8 @@ class Package(PackageAttributes, Base):
 
     __tablename__ = "packages"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    group_id: Mapped[str | None] = mapped_column(ForeignKey("package_groups.id"), index=True)
+    id: Mapped[str] = mapped_column(Key, primary_key=True)
+    group_id: Mapped[str | None] = mapped_column(Key, ForeignKey("package_groups.id"), index=True)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
@@ -87,8 +85,8 @@ class PackageListing(Base):
 
     __tablename__ = "package_listings"
 
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    package_id: Mapped[str] = mapped_column(Key, ForeignKey("packages.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(Key, primary_key=True)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     unlisted_at: Mapped[datetime | None]
@@ -105,18 +103,18 @@ class SyncRun(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
-    pages_fetched: Mapped[int] = mapped_column(Integer, default=0)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    retries: Mapped[int] = mapped_column(Integer, default=0)
-    packages_seen: Mapped[int] = mapped_column(Integer, default=0)
-    created: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    restored: Mapped[int] = mapped_column(Integer, default=0)
-    removed: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    pages_fetched: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    retries: Mapped[int] = mapped_column(BigInteger, default=0)
+    packages_seen: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    removed: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(LongText)
     host: Mapped[str | None] = mapped_column(String(255))
-    pid: Mapped[int | None] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint(
@@ -132,16 +130,16 @@ class PackageSnapshot(PackageAttributes, Base):
     __tablename__ = "package_snapshots"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
+    package_id: Mapped[str] = mapped_column(Key, ForeignKey("packages.id"))
     sync_run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("sync_runs.id"), index=True)
     valid_from: Mapped[datetime]
     valid_to: Mapped[datetime | None]
-    group_id: Mapped[str | None] = mapped_column(String(64))
-    group_name: Mapped[str | None] = mapped_column(String(255))
+    group_id: Mapped[str | None] = mapped_column(Key)
+    group_name: Mapped[str | None] = mapped_column(LongText)
     raw: Mapped[dict[str, Any]]
     # The columns that differ from the package's previous version, comma-separated and sorted
     # ("raw" when only keys without a column changed); NULL for a package's first version.
-    changed_fields: Mapped[str | None] = mapped_column(Text)
+    changed_fields: Mapped[str | None] = mapped_column(LongText)
     # The run that closed this version, by a newer version or by the package's removal.
     closed_by_sync_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sync_runs.id"), index=True)
 

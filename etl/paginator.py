@@ -99,7 +99,8 @@ class PageWalk:
     def _check_not_a_repeat(self, number: int, item_ids: Sequence[str]) -> None:
         if not item_ids:
             return
-        fingerprint = hashlib.sha256("\n".join(item_ids).encode()).digest()
+        # surrogatepass: an id with half a surrogate pair (refused later, by records.py) must not stop the walk.
+        fingerprint = hashlib.sha256("\n".join(item_ids).encode("utf-8", "surrogatepass")).digest()
         if fingerprint in self._fingerprints:
             raise PaginationError(
                 f"page {number} repeats the packages of an earlier page: the API is not paging"

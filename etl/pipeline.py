@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import requests
 from sqlalchemy import Engine
@@ -26,8 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .client import KatapultClient, Page
+from .clock import RunClock
 from .config import Settings
-from .database import current_revision, describe, head_revision, open_engine, sqlite_path, upgrade
+from .database import describe, head_revision, known_revision, open_engine, sqlite_path, upgrade
 from .dialects import run_lock
 from .errors import (
     EXIT_INCOMPLETE,
@@ -35,11 +36,12 @@ from .errors import (
     EXIT_OK,
     DatabaseError,
     InvalidArgumentError,
+    RecordError,
 )
 from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
-from .records import package_id_of, package_values
+from .records import package_id_of, storable_values
 from .store import Store
 from .types import utc_now
 
@@ -54,8 +56,11 @@ PAGES_PER_STAGING_COMMIT = 50
 # while one slow page holds up the order; at 4 fetchers and 200 packages a page, about 7 MB of pages
 # (2 per fetcher walked as fast at 20 ms; 8 is what the benchmark in the README measured).
 READ_AHEAD_PER_FETCHER = 8
+# How many packages that could not be stored a run's message names; the log (-v) names every one.
+REFUSALS_NAMED = 10
 # Ids named in the warning about packages only one walk missed; the count is always given.
 MISSED_ONCE_IDS_SHOWN = 10
+WITHOUT_ID = "nothing removed: a package without a usable id could be any package the walk missed"
 
 
 @dataclass
@@ -93,28 +98,51 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A package the walk saw on `page` but could not store as it is."""
+
+    page: int
+    error: RecordError
+
+    def __str__(self) -> str:
+        if self.error.package_id is None:
+            return f"page {self.page}: {self.error}"
+        return f"{self.error.package_id}: {self.error.reason}"
+
+
+@dataclass(frozen=True)
 class WalkOutcome:
     pages: int
     complete: bool
     reason: str | None
+    refused: tuple[Refusal, ...] = ()
     per_page: int = 0  # the page size Katapult took
+
+    @property
+    def without_id(self) -> bool:
+        """Whether a refused package had no usable id: it could be any one the walk missed."""
+        return any(refusal.error.package_id is None for refusal in self.refused)
 
 
 @dataclass(frozen=True)
 class Proof:
-    """Whether this run's walks prove what is missing: `reason` says why not (None: they do)."""
+    """The walk whose content the run merges, and whether this run's walks prove what is missing:
+    `reason` says why not (None: they do)."""
 
+    outcome: WalkOutcome
     reason: str | None = None
 
 
 @dataclass
 class Hooks:
-    """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the clock,
-    and `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
+    """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the
+    monotonic clock that times the run, the wall clock whose times the run records, and
+    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
 
     http: requests.Session | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = utc_now
     on_page: Callable[[int, int | None], None] = lambda done, total: None
 
 
@@ -144,24 +172,27 @@ def _engine_for(settings: Settings) -> Engine:
 
 def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     started = hooks.clock()
-    run_id = _record_start(engine, settings)
+    clock = RunClock(hooks.wall_clock)
+    run_id = _record_start(engine, settings, clock)
     counts = RunCounts()
     try:
-        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
             try:
-                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks)
+                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks, clock)
             finally:
                 _copy_request_stats(client, counts)
         return result
     except BaseException as error:
-        _record_failure(engine, run_id, counts, error)
+        _record_failure(engine, run_id, counts, error, clock)
         raise
 
 
-def _record_start(engine: Engine, settings: Settings) -> int:
+def _record_start(engine: Engine, settings: Settings, clock: RunClock) -> int:
     with Session(bind=engine) as session:
         store = Store(session)
-        now = utc_now()
+        # Under the scope's run lock: no run of this scope records anything until we have started.
+        clock.not_before(store.newest_recorded_time())
+        now = clock.now()
         abandoned = store.abandon_running(settings.scope.key, now)
         if abandoned:
             log.warning("marked %d abandoned run(s) of %s as failed", abandoned, settings.scope.key)
@@ -179,12 +210,12 @@ def _record_start(engine: Engine, settings: Settings) -> int:
         return run_id
 
 
-def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException) -> None:
+def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
             Store(session).finish_run(
-                run_id, status="failed", finished_at=utc_now(), error=message, **vars(counts)
+                run_id, status="failed", finished_at=clock.now(), error=message, **vars(counts)
             )
             session.commit()
     except SQLAlchemyError as second:
@@ -207,6 +238,7 @@ def _walk_and_merge(
     counts: RunCounts,
     started: float,
     hooks: Hooks,
+    clock: RunClock,
 ) -> RunResult:
     with Session(bind=connection) as session, _discarded_if_interrupted(connection):
         store = Store(session)
@@ -217,7 +249,7 @@ def _walk_and_merge(
         session.commit()
         connection.execution_options(sqlite_begin="IMMEDIATE")
         try:
-            status, reason, refused = _merge(store, settings, run_id, proof, counts)
+            status, reason, refused = _merge(store, settings, run_id, proof, counts, clock)
             session.commit()
         except Exception:
             session.rollback()
@@ -257,10 +289,12 @@ def _unlock_merge(store: Store, session: Session) -> None:
 
 
 def _merge(
-    store: Store, settings: Settings, run_id: int, proof: Proof, counts: RunCounts
+    store: Store, settings: Settings, run_id: int, proof: Proof, counts: RunCounts, clock: RunClock
 ) -> tuple[str, str | None, bool]:
     store.lock_for_merge()
-    now = utc_now()
+    # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
+    clock.not_before(store.newest_recorded_time())
+    now = clock.now()
     _apply_classification(counts, store.classify())
     removal = _removal_decision(store, settings, proof)
     store.upsert_groups(now)
@@ -270,9 +304,10 @@ def _merge(
     store.upsert_listings(settings.scope.key, now)
     if removal.allowed and removal.missing:  # with nothing missing, there is nothing to unlist
         counts.removed = store.remove_missing(settings.scope.key, run_id, now)
-    status = "succeeded" if removal.reason is None else "incomplete"
-    store.finish_run(run_id, status=status, finished_at=utc_now(), error=removal.reason, **vars(counts))
-    return status, removal.reason, removal.refused
+    reason = _run_reason(proof.outcome, removal)
+    status = "succeeded" if reason is None else "incomplete"
+    store.finish_run(run_id, status=status, finished_at=clock.now(), error=reason, **vars(counts))
+    return status, reason, removal.refused
 
 
 @dataclass(frozen=True)
@@ -284,8 +319,8 @@ class RemovalDecision:
 
 
 def _removal_decision(store: Store, settings: Settings, proof: Proof) -> RemovalDecision:
-    """Whether this run may remove packages: only what two complete walks missed, and not half the
-    catalogue."""
+    """Whether this run may remove packages: only what two complete walks, in which every package had
+    an id, both missed, and not half the catalogue."""
     if proof.reason is not None:
         return RemovalDecision(False, reason=proof.reason)
     missing = store.count_missing(settings.scope.key)
@@ -297,6 +332,21 @@ def _removal_decision(store: Store, settings: Settings, proof: Proof) -> Removal
         )
         return RemovalDecision(False, missing, reason, refused=True)
     return RemovalDecision(True, missing)
+
+
+def _run_reason(outcome: WalkOutcome, removal: RemovalDecision) -> str | None:
+    """Why the run is incomplete, in one line: the packages it could not store, what it did not remove."""
+    parts = [_refusals_reason(outcome.refused), removal.reason]
+    return "; ".join(part for part in parts if part) or None
+
+
+def _refusals_reason(refused: tuple[Refusal, ...]) -> str | None:
+    if not refused:
+        return None
+    named = "; ".join(str(refusal) for refusal in refused[:REFUSALS_NAMED])
+    more = f"; and {len(refused) - REFUSALS_NAMED} more" if len(refused) > REFUSALS_NAMED else ""
+    noun = "package" if len(refused) == 1 else "packages"
+    return f"{len(refused)} {noun} not stored: {named}{more}"
 
 
 def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None:
@@ -325,18 +375,22 @@ class _Walk:
         pages are read make one walk miss a live package)."""
         outcome = self.until_shown_complete()
         if not outcome.complete:
-            return Proof(f"walk not shown complete, nothing removed: {outcome.reason}")
+            return Proof(outcome, f"walk not shown complete, nothing removed: {outcome.reason}")
+        if outcome.without_id:
+            return Proof(outcome, WITHOUT_ID)
         scope = self.settings.scope.key
         missing = self.store.count_missing(scope)
         self.session.commit()
         if not missing:
-            return Proof()
+            return Proof(outcome)
         log.info("%d listed package(s) missing from the walk: walking again to confirm before removing", missing)
         confirming = self._confirming_walk(outcome.per_page)
         if not confirming.complete:
-            return Proof(f"confirming walk not shown complete, nothing removed: {confirming.reason}")
+            return Proof(outcome, f"confirming walk not shown complete, nothing removed: {confirming.reason}")
+        if confirming.without_id:
+            return Proof(outcome, WITHOUT_ID)
         self._warn_of_missed_once(scope)
-        return Proof()
+        return Proof(outcome)
 
     def _warn_of_missed_once(self, scope: str) -> None:
         count, ids = self.store.missed_once(scope, MISSED_ONCE_IDS_SHOWN)
@@ -377,33 +431,57 @@ class _Walk:
 
     def _walk(self, per_page: int) -> WalkOutcome:
         """One walk into the staging table, each package whole."""
-        return self._walk_into(per_page, lambda items: self.store.stage([package_values(i) for i in items]),
-                               self.store.finish_staging)
+        return self._walk_into(per_page, self._stage, self.store.finish_staging)
 
     def _confirming_walk(self, per_page: int) -> WalkOutcome:
         """One walk that notes only the ids it sees (the merge takes the first walk's content)."""
         self.store.create_confirming()
         self.session.commit()
-        return self._walk_into(per_page, lambda items: self.store.confirm([package_id_of(i) for i in items]),
-                               self.store.finish_confirming)
+        return self._walk_into(per_page, self._confirm, self.store.finish_confirming)
 
     def _walk_into(
-        self, per_page: int, keep: Callable[[list[dict[str, Any]]], None], finish: Callable[[], int]
+        self, per_page: int, keep: Callable[[Page], list[Refusal]], finish: Callable[[], int]
     ) -> WalkOutcome:
+        """Walk every page, each kept by `keep`, which returns the page's packages it could not keep."""
         walk = PageWalk()
         counts = self.counts
+        refused: list[Refusal] = []
         for page in _fetch_in_order(walk, self.client, per_page, self.settings.concurrency):
-            keep(page.items)
+            on_page = keep(page)
+            refused += on_page
             counts.pages_fetched += 1
             if counts.pages_fetched % PAGES_PER_STAGING_COMMIT == 0:
                 self.session.commit()
-            size = len(page.items)
-            log.info("page %d: %d packages", page.number, size, extra={"page": page.number, "packages": size})
+            kept = len(page.items) - len(on_page)
+            log.info("page %d: %d packages", page.number, kept, extra={"page": page.number, "packages": kept})
             self.on_page(walk.pages_accepted, page.pagination.total_pages)
         distinct = finish()
         self.session.commit()
-        complete, reason = walk.shown_complete(distinct)
-        return WalkOutcome(pages=walk.pages_accepted, complete=complete, reason=reason, per_page=per_page)
+        # A package without an id is a package the walk saw, but cannot count among the distinct ids.
+        without_id = sum(1 for refusal in refused if refusal.error.package_id is None)
+        complete, reason = walk.shown_complete(distinct + without_id)
+        return WalkOutcome(walk.pages_accepted, complete, reason, tuple(refused), per_page=per_page)
+
+    def _stage(self, page: Page) -> list[Refusal]:
+        """Stage a page's packages that can be stored; the others are kept as they were, and noted."""
+        rows, errors = storable_values(page.items)
+        for error in errors:
+            log.info("page %d: package not stored: %s", page.number, error)
+        self.store.keep(error.package_id for error in errors if error.package_id is not None)
+        self.store.stage(rows)
+        return [Refusal(page.number, error) for error in errors]
+
+    def _confirm(self, page: Page) -> list[Refusal]:
+        """Note the ids of a page's packages; one without a usable id is returned as refused."""
+        ids: list[str] = []
+        refused: list[Refusal] = []
+        for item in page.items:
+            try:
+                ids.append(package_id_of(item))
+            except RecordError as error:
+                refused.append(Refusal(page.number, error))
+        self.store.confirm(ids)
+        return refused
 
     def _clear_staging(self) -> None:
         self.store.create_staging()
@@ -450,7 +528,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
     started = hooks.clock()
     counts = RunCounts()
-    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep) as client:
+    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
         connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
         _require_head(connection)
         with Session(bind=connection) as session, _discarded_if_interrupted(connection):
@@ -462,21 +540,22 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
                 counts.removed = store.count_would_remove(settings.scope.key)
             session.rollback()  # the temporary tables go with the connection
         _copy_request_stats(client, counts)
+    reason = _run_reason(proof.outcome, removal)
     return RunResult(
         run_id=None,
         scope=settings.scope.key,
         api=settings.api,
-        status="succeeded" if removal.reason is None else "incomplete",
+        status="succeeded" if reason is None else "incomplete",
         counts=counts,
         seconds=hooks.clock() - started,
         dry_run=True,
-        reason=removal.reason,
+        reason=reason,
         mass_removal_refused=removal.refused,
     )
 
 
 def _require_head(connection: Connection) -> None:
-    current = current_revision(connection)
+    current = known_revision(connection)
     connection.rollback()
     if current != head_revision():
         raise DatabaseError(

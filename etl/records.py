@@ -2,7 +2,13 @@
 
 Older API versions left `group`, `use_dedicated_cpus` and `monthly_bandwidth_allowance_in_gb` out and
 sent `icon` as `{"url": ...}` only: a missing key becomes NULL. Keys we do not know stay in `raw`.
-A value of the wrong type fails the run: storing a guess would put wrong history in the database.
+
+A package that cannot be stored exactly as it is on every supported database is refused here, the same
+way whatever the database: a value of the wrong type (storing a guess would put wrong history in the
+database), a whole number beyond 64 bits in a column, a NUL character or half a surrogate pair anywhere
+(PostgreSQL refuses the first, and UTF-8 cannot spell the second), a number that is not finite, an id
+or group id longer than a key column. The pipeline skips a refused package, keeps its previous version
+and says so; only a package without a usable id cannot be kept, not knowing which one it is.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from json import encoder as json_encoder
 from typing import Any
 
@@ -37,6 +43,12 @@ ICON_FIELDS = (
     ("digest", "icon_digest", str),
 )
 TYPE_NAMES = {str: "text", int: "a whole number", bool: "true or false"}
+# The widest whole number every supported database stores in an integer column (BIGINT).
+SMALLEST_INTEGER, LARGEST_INTEGER = -(2**63), 2**63 - 1
+# The longest id or group id: the key columns are VARCHAR(255).
+MAX_KEY_LENGTH = 255
+# How much of a refused value a message quotes.
+SHOWN_CHARACTERS = 60
 
 # Every column a package row has, in a stable order (the staging table, snapshots and packages share it).
 ATTRIBUTE_COLUMNS = tuple(column for _, column, _ in (*TOP_LEVEL_FIELDS, *GROUP_FIELDS, *ICON_FIELDS))
@@ -52,6 +64,8 @@ _FIELDS_BY_COLUMN = tuple(
     for key, _, kind in fields
 )
 _NO_OBJECT: dict[str, Any] = {}
+_INTEGER_POSITIONS = tuple(position for position, (_, _, kind) in enumerate(_FIELDS_BY_COLUMN) if kind is int)
+_GROUP_ID_POSITION = _FIELDS_BY_COLUMN.index(("group.", "id", str))
 
 
 def _canonical_encoder() -> Callable[[Any], str]:
@@ -60,12 +74,13 @@ def _canonical_encoder() -> Callable[[Any], str]:
     The C encoder of the json module, made once: JSONEncoder.encode builds a new one on every call,
     a quarter of the cost of encoding a package. Where there is no C encoder, JSONEncoder is the same.
     """
-    options = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+    # NaN and Infinity are refused (ValueError): they are not JSON, and PostgreSQL and MariaDB say so.
+    options = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
     fallback = json.JSONEncoder(**options)  # type: ignore[arg-type]
     if json_encoder.c_make_encoder is None:
         return fallback.encode
     encode = json_encoder.c_make_encoder(
-        None, fallback.default, json_encoder.encode_basestring, None, ":", ",", True, False, True
+        None, fallback.default, json_encoder.encode_basestring, None, ":", ",", True, False, False
     )
 
     def canonical(value: Any) -> str:
@@ -88,11 +103,12 @@ def package_row(raw: Any) -> dict[str, Any]:
 
 def package_values(raw: Any) -> tuple[Any, ...]:
     """One package as the values of ROW_COLUMNS: its id, its columns, the hash of its canonical JSON
-    text and that text. RecordError if it cannot be stored.
+    text and that text. RecordError if it cannot be stored exactly as it is on every database.
 
     Runs once per package per sync (100,000 times for a large catalogue), hence the shape: the values
     are taken with map() and their types checked all at once, as one tuple of types; a catalogue has
-    only a handful of those (which fields are null), so each is judged once.
+    only a handful of those (which fields are null), so each is judged once. The rarer faults are
+    looked for only where a cheap test (the text does not encode, has an escaped NUL) says they may be.
     """
     package_id = package_id_of(raw)
     group = _object(raw, "group", package_id)
@@ -100,17 +116,54 @@ def package_values(raw: Any) -> tuple[Any, ...]:
     values = (*map(raw.get, _TOP_KEYS), *map(group.get, _GROUP_KEYS), *map(icon.get, _ICON_KEYS))
     if not _types_are_valid(tuple(map(type, values))):
         _refuse_wrong_type(values, package_id)
-    text = canonical_json(raw)
-    return (package_id, *values, hash_of_text(text), text)
+    _refuse_out_of_range(values, package_id)
+    try:
+        text = canonical_json(raw)
+    except ValueError:
+        raise RecordError("a number that is not finite (NaN or Infinity)", package_id) from None
+    try:
+        content_hash = hash_of_text(text)
+    except UnicodeEncodeError:
+        _refuse_text(raw, package_id, _has_half_a_surrogate, "with half a surrogate pair (not UTF-8 text)")
+        raise
+    if "\\u0000" in text:  # an escaped NUL, or an escaped backslash before "u0000": look closer
+        _refuse_text(raw, package_id, _has_nul, "with a NUL character")
+    return (package_id, *values, content_hash, text)
+
+
+def storable_values(items: Iterable[Any]) -> tuple[list[tuple[Any, ...]], list[RecordError]]:
+    """The package_values() of each package of a page that can be stored; the refusal of each other."""
+    rows: list[tuple[Any, ...]] = []
+    refused: list[RecordError] = []
+    for item in items:
+        try:
+            rows.append(package_values(item))
+        except RecordError as error:
+            refused.append(error)
+    return rows, refused
 
 
 def package_id_of(raw: Any) -> str:
     """A package's id alone (all a confirming walk keeps), refused as package_values refuses it."""
     if not isinstance(raw, dict):
         raise RecordError(f"a package is {type(raw).__name__}, not a JSON object")
+    return _usable_id(raw)
+
+
+def _usable_id(raw: dict[str, Any]) -> str:
+    """The package's id, if it can be a key on every database; a RecordError without an id if not."""
     package_id = raw.get("id")
+    if type(package_id) is str and 0 < len(package_id) <= MAX_KEY_LENGTH and package_id.isascii():
+        if "\x00" not in package_id:  # ASCII: no surrogate either. The usual case, checked first.
+            return package_id
+    name = _shown(raw.get("name"))
     if type(package_id) is not str or not package_id:
-        raise RecordError(f"a package has no id (name {raw.get('name')!r})")
+        raise RecordError(f"a package has no id (name {name})")
+    if len(package_id) > MAX_KEY_LENGTH:
+        raise RecordError(f"a package has an id of {len(package_id)} characters, over {MAX_KEY_LENGTH} (name {name})")
+    for problem, what in ((_has_nul, "a NUL character"), (_has_half_a_surrogate, "half a surrogate pair")):
+        if problem(package_id):
+            raise RecordError(f"a package has an id with {what}: {_shown(package_id)} (name {name})")
     return package_id
 
 
@@ -119,7 +172,7 @@ def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:
     if value is None:
         return _NO_OBJECT
     if type(value) is not dict:
-        raise RecordError(f"package {package_id}: {key} is {value!r}, not an object")
+        raise RecordError(f"{key} is {_shown(value)}, not an object", package_id)
     return value
 
 
@@ -131,7 +184,68 @@ def _types_are_valid(types: tuple[type, ...]) -> bool:
 def _refuse_wrong_type(values: tuple[Any, ...], package_id: str) -> None:
     for value, (prefix, key, kind) in zip(values, _FIELDS_BY_COLUMN):
         if not _is_allowed(type(value), kind):
-            raise RecordError(f"package {package_id}: {prefix}{key} is {value!r}, not {TYPE_NAMES[kind]}")
+            raise RecordError(f"{prefix}{key} is {_shown(value)}, not {TYPE_NAMES[kind]}", package_id)
+
+
+def _refuse_out_of_range(values: tuple[Any, ...], package_id: str) -> None:
+    for position in _INTEGER_POSITIONS:
+        value = values[position]
+        if value is not None and not SMALLEST_INTEGER <= value <= LARGEST_INTEGER:
+            prefix, key, _ = _FIELDS_BY_COLUMN[position]
+            raise RecordError(f"{prefix}{key} is {value}, beyond a 64-bit integer", package_id)
+    group_id = values[_GROUP_ID_POSITION]
+    if group_id is not None and len(group_id) > MAX_KEY_LENGTH:
+        raise RecordError(f"group.id is {len(group_id)} characters long, over {MAX_KEY_LENGTH}", package_id)
+
+
+def _refuse_text(raw: dict[str, Any], package_id: str, problem: Callable[[str], bool], what: str) -> None:
+    """RecordError naming the first text in the package (a value or a key) that has `problem`."""
+    found = _first_text_with(raw, "", problem)
+    if found is not None:
+        where, value = found
+        raise RecordError(f"{where} is {_shown(value)}, {what}", package_id)
+
+
+def _first_text_with(value: Any, path: str, problem: Callable[[str], bool]) -> tuple[str, str] | None:
+    """(where, text) of the first string in a JSON value, keys included, that has `problem`."""
+    if isinstance(value, str):
+        return (path, value) if problem(value) else None
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        for key in value:
+            if problem(key):
+                return (f"a key of {path or 'the package'}", key)
+        items = ((_printable(f"{path}.{key}" if path else key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    for where, item in items:
+        found = _first_text_with(item, where, problem)
+        if found is not None:
+            return found
+    return None
+
+
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _has_half_a_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: its repr (which escapes NULs and surrogates), cut if long."""
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_CHARACTERS else f"{shown[:SHOWN_CHARACTERS]}…"
+
+
+def _printable(text: str) -> str:
+    """Text a message can carry into any database: NULs and half surrogates escaped."""
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
 def _is_allowed(found: type, kind: type) -> bool:

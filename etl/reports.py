@@ -1,21 +1,22 @@
-"""What the history answers: the recent runs, one package's versions, what changed since when.
+"""What the history answers: the recent runs, the catalogue at a time, one package's versions, what changed.
 
 Each function takes a connection, only reads, and returns plain data; printing is etl/tables.py's.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, func, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection
 
 from .errors import ConfigError, UnknownPackageError
-from .models import Package, PackageSnapshot, SyncRun
+from .models import Package, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS
 from .types import UtcDateTime
 
@@ -32,8 +33,16 @@ PACKAGE_CHANGES = Table(
     Column("changed_fields", Text),
 )
 VERSION_COLUMNS = (*ATTRIBUTE_COLUMNS, "content_hash", "valid_from", "valid_to")
-_AGE = re.compile(r"([0-9]+)([dhm])")
-_AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+CHANGE_TYPES = ("created", "updated", "removed", "restored")
+# What `packages` gives of each package, in this order in JSON and CSV: the version's own columns
+# (id and valid_from aside), between id and valid_from; removed_at is when its last version ended.
+CATALOGUE_COLUMNS = (
+    "id", "name", "permalink", "cpu_cores", "memory_in_gb", "storage_in_gb", "monthly_bandwidth_allowance_in_gb",
+    "ipv4_addresses", "use_dedicated_cpus", "privacy", "group_id", "group_name", "valid_from", "removed_at",
+)
+LAST_RUN = "last-run"
+_AGE = re.compile(r"([0-9]+)([wdhm])")
+_AGE_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,27 @@ class Change:
 
 
 @dataclass(frozen=True)
+class ChangeFilter:
+    """Which changes `changes` shows: at or after `since`, or those of the runs `run_ids`; of `scope`'s runs."""
+
+    since: datetime | None = None
+    run_ids: tuple[int, ...] | None = None
+    scope: str | None = None
+    types: tuple[str, ...] = CHANGE_TYPES
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """`packages`: the packages listed (or removed) at `at` (None: now), of `scope` when given."""
+
+    packages: list[dict[str, Any]]  # CATALOGUE_COLUMNS each, in name order
+    at: datetime | None
+    scope: str | None
+    removed: bool
+    columns: tuple[str, ...] = field(default=CATALOGUE_COLUMNS)
+
+
+@dataclass(frozen=True)
 class PackageHistory:
     package_id: str
     name: str | None
@@ -73,7 +103,8 @@ class PackageHistory:
     changes: list[Change]
 
 
-def recent_runs(connection: Connection, limit: int) -> RecentRuns:
+def recent_runs(connection: Connection, limit: int | None) -> RecentRuns:
+    """The newest `limit` runs (None: all of them), newest first."""
     runs = SyncRun.__table__
     rows = connection.execute(
         select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
@@ -83,16 +114,106 @@ def recent_runs(connection: Connection, limit: int) -> RecentRuns:
     return RecentRuns(shown, total - len(shown))
 
 
-def changes_since(connection: Connection, since: datetime, scope: str | None = None) -> list[Change]:
-    """Every change at or after `since`, oldest first; only those of runs of `scope` when given."""
-    query = _changes().where(PACKAGE_CHANGES.c.changed_at >= since)
+def known_scopes(connection: Connection) -> list[str]:
+    """The scopes this database has runs of, sorted."""
+    return sorted(connection.execute(select(SyncRun.scope).distinct()).scalars())
+
+
+def check_scope(connection: Connection, scope: str | None) -> None:
+    """A --scope no run ever had is a typo, not an empty answer: a usage error naming the known ones."""
+    if scope is None:
+        return
+    scopes = known_scopes(connection)
+    if scope not in scopes:
+        known = f"it knows {', '.join(scopes)}" if scopes else "it has no runs yet"
+        raise ConfigError(f"--scope {scope!r}: no run in this database had that scope; {known}")
+
+
+def last_succeeded_runs(connection: Connection, scope: str | None) -> tuple[int, ...]:
+    """The newest succeeded run of each scope (of `scope` only, when given), by id: ids grow with start."""
+    query = select(func.max(SyncRun.id)).where(SyncRun.status == "succeeded").group_by(SyncRun.scope)
     if scope is not None:
         query = query.where(SyncRun.scope == scope)
+    return tuple(sorted(connection.execute(query).scalars()))
+
+
+def find_changes(connection: Connection, wanted: ChangeFilter) -> list[Change]:
+    """The changes `wanted` asks for, oldest first."""
+    query = _changes().where(PACKAGE_CHANGES.c.change_type.in_(wanted.types))
+    if wanted.since is not None:
+        query = query.where(PACKAGE_CHANGES.c.changed_at >= wanted.since)
+    if wanted.run_ids is not None:
+        query = query.where(PACKAGE_CHANGES.c.sync_run_id.in_(wanted.run_ids))
+    if wanted.scope is not None:
+        query = query.where(SyncRun.scope == wanted.scope)
     return [_change(row) for row in connection.execute(query).mappings()]
 
 
+def catalogue(
+    connection: Connection, at: datetime | None = None, scope: str | None = None, removed: bool = False
+) -> Catalogue:
+    """The packages listed at `at` (None: now), read from the versions; or, with `removed`, those removed by then.
+
+    A package is listed at T when one of its versions is valid at T; it is removed at T when its newest
+    version that began by T had ended by T. With `scope`, only the packages that scope's listing held at T
+    (listed: first seen by T and not unlisted by T; removed: first seen by T).
+    """
+    versions = PackageSnapshot.__table__
+    query = select(
+        *(versions.c[name] for name in CATALOGUE_COLUMNS[1:-2]),  # name … group_name
+        versions.c.package_id.label("id"),
+        versions.c.valid_from,
+        versions.c.valid_to.label("removed_at"),
+    )
+    query = query.where(_removed_by(versions, at) if removed else _valid_at(versions, at))
+    if scope is not None:
+        query = query.where(_listed_in(versions.c.package_id, scope, at, removed))
+    rows = [dict(row) for row in connection.execute(query).mappings()]
+    for row in rows:
+        if not removed:  # a version valid at T may have ended since: it was not removed at T
+            row["removed_at"] = None
+    rows.sort(key=lambda row: (_natural(row["name"]), row["id"]))
+    return Catalogue([{name: row[name] for name in CATALOGUE_COLUMNS} for row in rows], at, scope, removed)
+
+
+def _valid_at(versions: Table, at: datetime | None) -> Any:
+    if at is None:
+        return versions.c.valid_to.is_(None)
+    return (versions.c.valid_from <= at) & or_(versions.c.valid_to.is_(None), versions.c.valid_to > at)
+
+
+def _removed_by(versions: Table, at: datetime | None) -> Any:
+    later = versions.alias("later")
+    newer = later.c.valid_from > versions.c.valid_from
+    ended = versions.c.valid_to.is_not(None)
+    if at is not None:
+        newer = newer & (later.c.valid_from <= at)
+        ended = ended & (versions.c.valid_to <= at)
+    return ended & ~exists().where(later.c.package_id == versions.c.package_id, newer)
+
+
+def _listed_in(package_id: Any, scope: str, at: datetime | None, removed: bool) -> Any:
+    listings = PackageListing.__table__
+    held = (listings.c.package_id == package_id) & (listings.c.scope == scope)
+    if at is not None:
+        held = held & (listings.c.first_seen_at <= at)
+    if not removed:
+        held = held & (
+            listings.c.unlisted_at.is_(None)
+            if at is None
+            else or_(listings.c.unlisted_at.is_(None), listings.c.unlisted_at > at)
+        )
+    return exists().where(held)
+
+
+def _natural(name: str | None) -> list[Any]:
+    """ROCK-3 before ROCK-12: digits compare as numbers, letters without case."""
+    parts = re.split(r"([0-9]+)", (name or "").casefold())
+    return [int(part) if number % 2 else part for number, part in enumerate(parts)]
+
+
 def package_history(connection: Connection, package: str) -> PackageHistory:
-    """Every change of one package (by id or permalink), each with the values it changed, old and new."""
+    """Every change of one package (by id, permalink or name), each with the values it changed, old and new."""
     package_id = find_package(connection, package)
     versions = PackageSnapshot.__table__
     query = (
@@ -120,27 +241,52 @@ def package_history(connection: Connection, package: str) -> PackageHistory:
 
 
 def find_package(connection: Connection, package: str) -> str:
-    """The id of the package with this id; else of the one listed, or not, or once, with this permalink."""
+    """The id of the package this id, permalink or name (any case) means; the first tier that matches wins.
+
+    The exact id; then a listed package's permalink, then its name; then any package's permalink, name
+    or id (removed ones too), in any case; then a permalink or name one of its versions once had.
+    """
     packages, versions = Package.__table__, PackageSnapshot.__table__
+    wanted = func.lower(literal(package, String()))  # the database's lower() on both sides: one notion of case
+    listed = packages.c.removed_at.is_(None)
     tiers = (
-        select(packages.c.id).where(packages.c.id == package),
-        select(packages.c.id).where(packages.c.permalink == package, packages.c.removed_at.is_(None)),
-        select(packages.c.id).where(packages.c.permalink == package),
-        select(versions.c.package_id).where(versions.c.permalink == package).distinct(),
+        ("id", select(packages.c.id).where(packages.c.id == package)),
+        ("permalink", select(packages.c.id).where(func.lower(packages.c.permalink) == wanted, listed)),
+        ("name", select(packages.c.id).where(func.lower(packages.c.name) == wanted, listed)),
+        ("permalink", select(packages.c.id).where(func.lower(packages.c.permalink) == wanted)),
+        ("name", select(packages.c.id).where(func.lower(packages.c.name) == wanted)),
+        ("id", select(packages.c.id).where(func.lower(packages.c.id) == wanted)),
+        ("former permalink or name", select(versions.c.package_id).where(
+            or_(func.lower(versions.c.permalink) == wanted, func.lower(versions.c.name) == wanted)
+        ).distinct()),
     )
-    for tier in tiers:
+    for what, tier in tiers:
         ids = sorted(connection.execute(tier).scalars())
         if len(ids) == 1:
             return ids[0]
         if ids:
             raise UnknownPackageError(
-                f"{package!r} is the permalink of {len(ids)} packages: give an id ({', '.join(ids)})"
+                f"{package!r} is the {what} of {len(ids)} packages: give an id ({', '.join(ids)})"
             )
-    raise UnknownPackageError(f"no package has the id or permalink {package!r}")
+    nearest = _suggestions(connection, package)
+    raise UnknownPackageError(f"no package has the id, permalink or name {package!r}{nearest}")
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """--since: an age before `now` (7d, 24h, 30m), a date (UTC midnight) or a date and time (UTC if no offset)."""
+def _suggestions(connection: Connection, package: str) -> str:
+    """'; nearest: rock-12, rock-1, rock-3' from the permalinks, names and ids known (difflib), or ''."""
+    packages = Package.__table__
+    known: dict[str, str] = {}
+    rows = connection.execute(select(packages.c.permalink, packages.c.name, packages.c.id)).all()
+    for column in range(3):  # permalinks first: when a name and a permalink differ only in case, say the permalink
+        for row in rows:
+            if row[column]:
+                known.setdefault(row[column].casefold(), row[column])
+    nearest = difflib.get_close_matches(package.casefold(), list(known), n=3)
+    return f"; nearest: {', '.join(known[key] for key in nearest)}" if nearest else ""
+
+
+def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
+    """An age before `now` (2w, 7d, 24h, 30m), a date (UTC midnight) or a date and time (UTC if no offset)."""
     age = _AGE.fullmatch(text.strip())
     if age:
         return now - timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
@@ -149,10 +295,10 @@ def parse_since(text: str, now: datetime) -> datetime:
             return datetime.combine(date.fromisoformat(text.strip()), datetime.min.time(), timezone.utc)
         instant = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(
-            f"--since {text!r}: give an age (7d, 24h, 30m), a date (2026-03-01) or a UTC date and time "
-            "(2026-03-01T12:00)"
-        ) from None
+        kinds = ["an age (2w, 7d, 24h, 30m)", "a date (2026-03-01)", "a UTC date and time (2026-03-01T12:00)"]
+        if option == "--since":
+            kinds.append(LAST_RUN)
+        raise ConfigError(f"{option} {text!r}: give {', '.join(kinds[:-1])} or {kinds[-1]}") from None
     return instant.replace(tzinfo=timezone.utc) if instant.tzinfo is None else instant.astimezone(timezone.utc)
 
 

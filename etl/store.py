@@ -10,7 +10,7 @@ merge then notes, in a second, narrow temporary table, the packages whose versio
 rewriting every staged row with its verdict.
 
 A package is removed only if two walks missed it: when the staged walk misses a listed package, a
-confirming walk records the ids it sees in a third temporary table, and only what neither walk saw
+confirming walk records the ids it sees in another temporary table, and only what neither walk saw
 counts as missing.
 """
 
@@ -26,11 +26,9 @@ from sqlalchemy import (
     Boolean,
     BigInteger,
     Column,
-    Integer,
     MetaData,
     String,
     Table,
-    Text,
     and_,
     bindparam,
     case,
@@ -47,8 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .dialects import (
-    EXACT_TEXT_TABLE_OPTIONS,
     BulkInsert,
+    create_temporary_table,
     json_from_text,
     merge_lock,
     release_merge_lock,
@@ -56,7 +54,7 @@ from .dialects import (
 )
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
-from .types import UtcDateTime
+from .types import Key, LongText, UtcDateTime
 
 CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
 
@@ -66,28 +64,29 @@ STAGING = Table(
     _staging_metadata,
     # The package's position in the walk: of an id staged twice, the later copy wins.
     Column("seq", BigInteger, nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("name", String(255)),
-    Column("permalink", String(255)),
-    Column("cpu_cores", Integer),
-    Column("ipv4_addresses", Integer),
-    Column("memory_in_gb", Integer),
-    Column("storage_in_gb", Integer),
-    Column("monthly_bandwidth_allowance_in_gb", Integer),
-    Column("privacy", String(32)),
+    # As wide as the columns of the real tables (models.py), so that what stages also merges.
+    Column("id", Key, nullable=False),
+    Column("name", LongText),
+    Column("permalink", LongText),
+    Column("cpu_cores", BigInteger),
+    Column("ipv4_addresses", BigInteger),
+    Column("memory_in_gb", BigInteger),
+    Column("storage_in_gb", BigInteger),
+    Column("monthly_bandwidth_allowance_in_gb", BigInteger),
+    Column("privacy", LongText),
     Column("use_dedicated_cpus", Boolean),
-    Column("group_id", String(64)),
-    Column("group_name", String(255)),
-    Column("icon_url", Text),
-    Column("icon_file_name", String(255)),
-    Column("icon_file_type", String(255)),
+    Column("group_id", Key),
+    Column("group_name", LongText),
+    Column("icon_url", LongText),
+    Column("icon_file_name", LongText),
+    Column("icon_file_type", LongText),
     Column("icon_file_size", BigInteger),
-    Column("icon_digest", String(255)),
+    Column("icon_digest", LongText),
     Column("content_hash", String(64), nullable=False),
     # Text, not JSON: the canonical text records.py already made, stored without a second encoding.
-    Column("raw_json", Text, nullable=False),
+    # LONGTEXT on MySQL, whose TEXT stops at 64 KB.
+    Column("raw_json", LongText, nullable=False),
     prefixes=["TEMPORARY"],
-    **EXACT_TEXT_TABLE_OPTIONS,
 )
 # Built once the walk is over: one sort instead of an index kept in order through every page. With seq
 # in it, finding the ids staged twice reads the index alone, not 100,000 staged rows in id order
@@ -97,20 +96,26 @@ CREATE_STAGING_INDEX = text(f"CREATE INDEX ix_katapult_etl_staging_id_seq ON {ST
 CHANGES = Table(
     "katapult_etl_changes",
     _staging_metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", Key, primary_key=True),
     Column("change", String(16), nullable=False),
-    Column("changed_fields", Text),
+    Column("changed_fields", LongText),
     prefixes=["TEMPORARY"],
-    **EXACT_TEXT_TABLE_OPTIONS,
+)
+# The ids of the packages a walk saw but could not stage (records.py refused them): each keeps its
+# previous version, and is not removed for being missing from the staging table.
+KEPT = Table(
+    "katapult_etl_kept",
+    _staging_metadata,
+    Column("id", Key, primary_key=True),
+    prefixes=["TEMPORARY"],
 )
 # The ids a confirming walk saw: all removal needs of it. No key while the walk runs (the same id may
 # come twice when items shift); an index once it is over.
 CONFIRMED = Table(
     "katapult_etl_confirmed",
     _staging_metadata,
-    Column("id", STAGING.c.id.type, nullable=False),
+    Column("id", Key, nullable=False),
     prefixes=["TEMPORARY"],
-    **EXACT_TEXT_TABLE_OPTIONS,
 )
 CREATE_CONFIRMED_INDEX = text(f"CREATE INDEX ix_katapult_etl_confirmed_id ON {CONFIRMED.name} (id)")
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
@@ -129,20 +134,24 @@ class Store:
         self._confirming = False  # whether CONFIRMED holds a confirming walk's ids
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
+        self._kept: set[str] = set()  # ids noted in KEPT
 
     # -- staging ---------------------------------------------------------------------------------
 
     def create_staging(self) -> None:
         """An empty staging table, without its index: a walk (or a walk again) starts here."""
         self.drop_staging()
-        STAGING.create(self.session.connection())
+        create_temporary_table(self.session.connection(), STAGING)
+        create_temporary_table(self.session.connection(), KEPT)
         self._staged = self._distinct = 0
+        self._kept = set()
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
         CHANGES.drop(connection, checkfirst=True)
         CONFIRMED.drop(connection, checkfirst=True)
         STAGING.drop(connection, checkfirst=True)
+        KEPT.drop(connection, checkfirst=True)
         self._confirming = False
 
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -153,9 +162,16 @@ class Store:
             self._staging_insert.execute(self.session.connection(), numbered)
             self._staged = numbered[-1][0]
 
+    def keep(self, package_ids: Iterable[str]) -> None:
+        """Note packages the walk saw but could not stage: they keep their versions and listings."""
+        new = sorted(set(package_ids) - self._kept)
+        if new:
+            self.session.execute(KEPT.insert(), [{"id": package_id} for package_id in new])
+            self._kept.update(new)
+
     def finish_staging(self) -> int:
         """Index the staged packages and keep, of an id staged twice, its newest content; returns how
-        many distinct packages are staged."""
+        many distinct packages the walk saw, staged or kept."""
         self.session.execute(CREATE_STAGING_INDEX)
         repeated = self.session.execute(
             select(STAGING.c.id, func.max(STAGING.c.seq).label("newest"))
@@ -168,14 +184,19 @@ class Store:
                 [{"b_id": package_id, "b_newest": newest} for package_id, newest in repeated],
             )
         self._distinct = self.session.execute(select(func.count()).select_from(STAGING)).scalar_one()
-        return self._distinct
+        kept_only = 0
+        if self._kept:  # a package refused on one page and staged from another is counted once
+            kept_only = self.session.execute(
+                select(func.count()).select_from(KEPT).where(~exists().where(STAGING.c.id == KEPT.c.id))
+            ).scalar_one()
+        return self._distinct + kept_only
 
     def create_confirming(self) -> None:
         """An empty table for a confirming walk's ids; from now on a package is missing only if it is in
-        neither table."""
+        neither walk."""
         connection = self.session.connection()
         CONFIRMED.drop(connection, checkfirst=True)
-        CONFIRMED.create(connection)
+        create_temporary_table(connection, CONFIRMED)
         self._confirming = True
 
     def confirm(self, ids: list[str]) -> None:
@@ -191,7 +212,7 @@ class Store:
     def classify(self) -> dict[str, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
         columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
-        CHANGES.create(self.session.connection(), checkfirst=True)
+        create_temporary_table(self.session.connection(), CHANGES, checkfirst=True)
         current = Package.__table__
         verdict = case(
             (current.c.id.is_(None), "created"),
@@ -390,6 +411,16 @@ class Store:
             )
         )
 
+    def newest_recorded_time(self) -> datetime | None:
+        """The newest time this job has written: every version's times are also some run's, but a
+        version's valid_from is read too, through its index, in case runs were deleted."""
+        newest = self.session.execute(
+            select(func.max(SyncRun.started_at), func.max(SyncRun.finished_at))
+        ).one()
+        version = self.session.execute(select(func.max(PackageSnapshot.valid_from))).scalar_one()
+        times = [time for time in (*newest, version) if time is not None]
+        return max(times, default=None)
+
     def start_run(self, **values: Any) -> int:
         run = SyncRun(status="running", **values)
         self.session.add(run)
@@ -407,8 +438,12 @@ def _listed_in(scope: str) -> Any:
 def _not_staged() -> Any:
     # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN (subquery) as a subplan scanned once per listing
     # whenever it expects few listings (stale statistics after a first sync): 100,000 of each took
-    # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say.
-    return ~exists().where(STAGING.c.id == PackageListing.package_id)
+    # 400 s. NOT EXISTS is an anti-join, as fast whatever the statistics say. A kept package (seen,
+    # but not stageable) counts as seen.
+    return and_(
+        ~exists().where(STAGING.c.id == PackageListing.package_id),
+        ~exists().where(KEPT.c.id == PackageListing.package_id),
+    )
 
 
 def _confirmed() -> Any:

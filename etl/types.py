@@ -5,13 +5,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Keys (package and group ids, listing keys, every foreign key to them): MySQL and MariaDB index no
+# unbounded text, and 255 characters is the widest id a package may have (records.py refuses longer).
+KEY_LENGTH = 255
+Key = String(KEY_LENGTH)
+
+# Text as long as the API sends it: MySQL's TEXT stops at 64 KB, LONGTEXT at 4 GB.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 # JSONB on PostgreSQL so that `raw` can be queried with its operators and indexed.
 JsonDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")

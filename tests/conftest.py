@@ -4,8 +4,10 @@ names one, MariaDB or MySQL when TEST_MYSQL_URL does) and the fake Katapult API 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy.engine import make_url
 from etl.cli import main
 from etl.fakeapi import FakeKatapult
 from etl.pipeline import Hooks
+from etl.types import utc_now
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
@@ -91,20 +94,29 @@ class CliResult:
 
 
 class Cli:
-    """Runs katapult-etl in this process, as a user would type it; retries never really sleep."""
+    """Runs katapult-etl in this process, as a user would type it; retries never really sleep.
+
+    `wall_clock` is the clock whose times runs record: a test may set it back (an NTP step)."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self._capsys = capsys
         self._monkeypatch = monkeypatch
         self.sleeps: list[float] = []
+        self.clock: Callable[[], float] = time.monotonic  # a test may stop time: `cli.clock = lambda: 0.0`
+        self.wall_clock: Callable[[], datetime] = utc_now
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
-        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN"):
+        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN", "KATAPULT_API_KEY"):
             self._monkeypatch.delenv(name, raising=False)
         for name, value in (env or {}).items():
             self._monkeypatch.setenv(name, value)
         self._capsys.readouterr()
-        exit_code = main(list(args), hooks=Hooks(sleep=self.sleeps.append))
+        try:
+            exit_code = main(
+                list(args), hooks=Hooks(sleep=self.sleeps.append, clock=self.clock, wall_clock=self.wall_clock)
+            )
+        except SystemExit as exit:  # argparse: --help, --version and usage errors
+            exit_code = int(exit.code or 0)
         captured = self._capsys.readouterr()
         return CliResult(exit_code, captured.out, captured.err)
 

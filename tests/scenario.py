@@ -12,10 +12,10 @@ from sqlalchemy import create_engine, select
 
 from etl.models import PackageSnapshot, SyncRun
 
-ROCK_1 = "vmpkg_Eh5LYVKScVHpj7sM"
-ROCK_3 = "vmpkg_OFEv0bjTQIQYXl6l"
-ROCK_6 = "vmpkg_CjzXI46o6UL836J3"
-ROCK_12 = "vmpkg_qdvUpK63EttoK5jk"
+ROCK_1 = "vmpkg_dhG25G5SX3HrA5j5"
+ROCK_3 = "vmpkg_Eh5LYVKScVHpj7sM"
+ROCK_6 = "vmpkg_dMeEyd1g8hwIlxR8"
+ROCK_12 = "vmpkg_vYQHiDoHeSvsFCFI"
 
 
 def sync(cli, database_url, api, *extra, env=None):

@@ -14,9 +14,10 @@ from etl.errors import FatalApiError, RetryBudgetExhausted, UnexpectedResponseEr
 from etl.fakeapi import DEFAULT_TOKEN, Fault
 
 
-def client_for(api, sleeps, **settings):
+def client_for(api, sleeps, clock=lambda: 0.0, **settings):
+    """A client whose sleeps are only recorded, and whose clock stands still unless a test moves it."""
     return KatapultClient(
-        Settings(api_url=api.url, **settings), sleep=sleeps.append, rng=random.Random(7)
+        Settings(api_url=api.url, **settings), sleep=sleeps.append, clock=clock, rng=random.Random(7)
     )
 
 
@@ -59,8 +60,7 @@ def test_attempts_per_request_are_bounded(api):
 
     assert len(api.requests) == 3 and len(sleeps) == 2
     assert str(gave_up.value) == (
-        "gave up on page 1 after 3 attempts: Katapult API refused the request: HTTP 500 "
-        "internal_server_error: An internal server error occurred while processing this request"
+        "gave up on page 1 after 3 attempts: Katapult API refused the request: HTTP 500 unhandled_exception"
     )
 
 

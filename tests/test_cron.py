@@ -127,6 +127,17 @@ def test_the_environment_file_is_read_not_executed(tmp_path, syslog):
     assert not (tmp_path / "executed").exists()
 
 
+def test_an_environment_file_with_windows_line_ends_is_read_as_systemd_reads_it(tmp_path, syslog):
+    """CRLF lines: the carriage return is not part of the value (else the job writes katapult.db\\r)."""
+    lines = [*with_stub(tmp_path, 1), 'KATAPULT_API_TOKEN="tok_crlf"', "# a comment", ""]
+    (tmp_path / "env").write_bytes("".join(f"{line}\r\n" for line in lines).encode())
+
+    result = run_wrapper(tmp_path, syslog)
+
+    assert (result.returncode, result.stdout) == (1, "stub out: sync\n")
+    assert result.stderr == "stub err: DATABASE_URL=sqlite:////var/lib/katapult-etl/katapult.db token=tok_crlf\n"
+
+
 def test_an_env_file_named_on_the_command_line_wins(tmp_path, syslog):
     other = tmp_path / "other.env"
     other.write_text("\n".join([*with_stub(tmp_path, 3), "DATABASE_URL=sqlite:///other.db"]))

@@ -14,8 +14,9 @@ from etl.fakeapi import CORE_PATH, PUBLIC_PATH, READ_SCOPE, FakeKatapult, Fault
 TOKEN = "tok_good"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
+# As Katapult's API words them in recorded answers.
 MISSING_TOKEN = ("No API token was provided in the Authorization header. "
-                 "Ensure a token is provided prefixed with 'Bearer'.")
+                 "Ensure a token is provided prefixed with Bearer")
 INVALID_TOKEN = "The API token provided was not valid (it may not exist or have expired)"
 SCOPE_NOT_GRANTED = "The scope required for this action has not been granted to the API token"
 ORG_NOT_FOUND = "No organization was found matching any of the criteria provided in the arguments"
@@ -58,6 +59,7 @@ def core(fake, session, headers=AUTH, **params) -> requests.Response:
 def error_of(response: requests.Response) -> dict:
     """The {"code", "description", "detail"} of a Katapult error response."""
     assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Api-Schema"] == "json-error"
     body = response.json()
     assert list(body) == ["error"]
     assert list(body["error"]) == ["code", "description", "detail"]
@@ -473,3 +475,16 @@ def test_only_the_head_of_the_fault_queue_is_considered(fake, session):
     assert core(fake, session, page=1).status_code == 200  # head waits for page 2
     assert core(fake, session, page=2).status_code == 500
     assert core(fake, session, page=1).status_code == 503
+
+
+def test_a_500_is_katapults_unhandled_exception_with_a_null_description(fake, session):
+    fake.add_fault(Fault(status=500))
+
+    response = core(fake, session)
+
+    assert response.status_code == 500
+    assert error_of(response) == {"code": "unhandled_exception", "description": None, "detail": {}}
+
+
+def test_a_page_is_not_marked_as_an_error(fake, session):
+    assert "X-Api-Schema" not in core(fake, session).headers

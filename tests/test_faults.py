@@ -172,6 +172,7 @@ def test_5xx_that_never_stops_fails_after_max_attempts(cli, database_url, api, s
 
 def test_5xx_that_never_stops_fails_when_the_retry_budget_is_spent(cli, database_url, api, seeded):
     api.add_fault(Fault(status=503, page=2, headers={"Retry-After": "40"}), times=50)
+    cli.clock = lambda: 0.0  # the failed attempts take no time: the budget is spent on the waits alone
 
     result = sync(cli, database_url, api, "--retry-budget", "100")
 
@@ -208,33 +209,7 @@ def test_json_of_the_wrong_shape_fails_at_once(cli, database_url, api, seeded, b
     assert cli.sleeps == []
 
 
-def _without_id(package: dict[str, Any]) -> str:
-    del package["id"]
-    return f"a package has no id (name {package['name']!r})"
-
-
-def _text_for_number(package: dict[str, Any]) -> str:
-    package["cpu_cores"] = "2"
-    return f"package {package['id']}: cpu_cores is '2', not a whole number"
-
-
-def _text_for_boolean(package: dict[str, Any]) -> str:
-    package["use_dedicated_cpus"] = "yes"
-    return f"package {package['id']}: use_dedicated_cpus is 'yes', not true or false"
-
-
-def _group_as_text(package: dict[str, Any]) -> str:
-    package["group"] = "Standard"
-    return f"package {package['id']}: group is 'Standard', not an object"
-
-
-@pytest.mark.parametrize("spoil", [_without_id, _text_for_number, _text_for_boolean, _group_as_text])
-def test_a_package_that_cannot_be_stored_fails_the_run(cli, database_url, api, seeded, spoil):
-    message = spoil(api.packages[7])  # on page 2
-
-    result = sync(cli, database_url, api)
-
-    assert_changed_nothing(database_url, seeded, result, message)
+# A package that cannot be stored as it is (no id, a value of the wrong type, ...): tests/test_odd_packages.py.
 
 
 def test_unknown_keys_are_kept_in_raw(cli, database_url, api, seeded):
@@ -444,7 +419,7 @@ def test_an_api_that_refuses_connections_fails_after_max_attempts(cli, database_
     result = cli("sync", "--database-url", database_url, "--api-url", f"http://127.0.0.1:{port}", "--max-attempts", "2")
 
     assert_changed_nothing(
-        database_url, seeded, result, "gave up on page 1 after 2 attempts: no whole answer for page 1: ConnectionError"
+        database_url, seeded, result, f"gave up on page 1 after 2 attempts: cannot connect to http://127.0.0.1:{port}: connection refused"
     )
     assert len(cli.sleeps) == 1
 
@@ -479,9 +454,10 @@ def test_a_file_that_is_not_a_database_is_left_alone(cli, api, tmp_path):
 
     result = cli("sync", "--database-url", f"sqlite:///{path}", "--api-url", api.url)
 
-    assert (result.exit_code, result.out) == (1, "")
-    assert result.err == error_line("could not migrate the database: file is not a database")
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err == error_line(f"{path} is not a SQLite database")
     assert path.read_bytes() == b"these are not the tables you are looking for\n" * 100
+    assert sorted(tmp_path.iterdir()) == [path]  # no lock file beside it
 
 
 @contextmanager
@@ -579,9 +555,9 @@ def test_a_database_made_by_the_oldest_migration_is_upgraded_and_keeps_its_data(
     assert query(
         database_url,
         "SELECT valid_to IS NULL, memory_in_gb, sync_run_id FROM package_snapshots "
-        "WHERE package_id = 'vmpkg_Eh5LYVKScVHpj7sM' ORDER BY valid_from",
+        "WHERE package_id = 'vmpkg_dhG25G5SX3HrA5j5' ORDER BY valid_from",
     ) == [(False, 2, 1), (True, 1, 2)]
-    assert str(scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_Eh5LYVKScVHpj7sM'")
+    assert str(scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_dhG25G5SX3HrA5j5'")
                ).startswith("2025-01-01")
 
 
@@ -594,12 +570,12 @@ OLD_ROWS = (
     "('vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
     "INSERT INTO packages (id, name, permalink, cpu_cores, ipv4_addresses, memory_in_gb, storage_in_gb, privacy, "
     "use_dedicated_cpus, group_id, content_hash, first_seen_at, last_seen_at) VALUES "
-    "('vmpkg_Eh5LYVKScVHpj7sM', 'ROCK-1', 'rock-1', 1, 1, 2, 10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', "
+    "('vmpkg_dhG25G5SX3HrA5j5', 'ROCK-1', 'rock-1', 1, 1, 2, 10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', "
     "'old', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
     "INSERT INTO package_snapshots (package_id, sync_run_id, valid_from, name, permalink, cpu_cores, "
     "ipv4_addresses, memory_in_gb, storage_in_gb, privacy, use_dedicated_cpus, group_id, group_name, "
-    "content_hash, raw) VALUES ('vmpkg_Eh5LYVKScVHpj7sM', 1, '2025-01-01 12:00:00', 'ROCK-1', 'rock-1', 1, 1, 2, "
-    "10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', 'old', '{\"id\": \"vmpkg_Eh5LYVKScVHpj7sM\"}')",
+    "content_hash, raw) VALUES ('vmpkg_dhG25G5SX3HrA5j5', 1, '2025-01-01 12:00:00', 'ROCK-1', 'rock-1', 1, 1, 2, "
+    "10, 'public', false, 'vmpkgrp_P5kCZvAtvXRC3sVl', 'Standard vCPU', 'old', '{\"id\": \"vmpkg_dhG25G5SX3HrA5j5\"}')",
     "INSERT INTO package_listings (package_id, scope, first_seen_at, last_seen_at) VALUES "
-    "('vmpkg_Eh5LYVKScVHpj7sM', 'public', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
+    "('vmpkg_dhG25G5SX3HrA5j5', 'public', '2025-01-01 12:00:00', '2025-01-01 12:00:00')",
 )

@@ -75,18 +75,43 @@ def test_json_logs_are_one_object_per_line_with_structured_extras(cli, tmp_path,
     for record in records:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", record["ts"]), record
         assert set(record) >= {"ts", "level", "logger", "message"}
-    pages = [r for r in records if "page" in r]
+    pages = [r for r in records if "packages" in r]
     assert [(r["level"], r["logger"], r["message"], r["page"], r["packages"]) for r in pages] == [
         ("info", "etl.pipeline", "page 1: 5 packages", 1, 5),
         ("info", "etl.pipeline", "page 2: 5 packages", 2, 5),
         ("info", "etl.pipeline", "page 3: 2 packages", 3, 2),
     ]
     started = [r for r in records if "run_id" in r]
-    assert [(r["message"], r["run_id"], r["scope"]) for r in started] == [("run 1 of public started", 1, "public")]
+    assert [(r["message"], r["run_id"], r["scope"]) for r in started] == [
+        ("run 1 of public started", 1, "public"),
+        ("run finished", 1, "public"),
+    ]
     [warning] = [r for r in records if r["level"] == "warning"]
     assert warning["logger"] == "etl.client"
     assert RETRY_WARNING.fullmatch(f"katapult-etl: WARNING {warning['message']}"), warning
     assert result.out.startswith("sync succeeded: scope=public api=public pages=3 packages_seen=12 created=12 ")
+
+
+def test_json_logs_end_with_a_run_finished_record_without_v(cli, tmp_path, twelve_packages_and_a_503):
+    result = sync(cli, tmp_path, twelve_packages_and_a_503, "--log-format", "json")
+
+    records = [json.loads(line) for line in result.err.splitlines()]
+    assert [record["level"] for record in records] == ["warning", "info"]
+    finished = {k: v for k, v in records[-1].items() if k not in ("ts", "seconds")}
+    assert finished == {
+        "level": "info",
+        "logger": "etl.run",
+        "message": "run finished",
+        "run_id": 1,
+        "scope": "public",
+        "api": "public",
+        "status": "succeeded",
+        "exit_code": 0,
+        "counts": {
+            "pages_fetched": 3, "requests": 4, "retries": 1, "packages_seen": 12, "created": 12, "updated": 0,
+            "restored": 0, "removed": 0, "unchanged": 0,
+        },
+    }
 
 
 def test_json_logs_carry_the_error_and_its_exit_code(cli, tmp_path, api):
@@ -109,7 +134,7 @@ def test_every_command_takes_the_log_options(cli, tmp_path):
 
     result = cli("db", "upgrade", "--database-url", database_url, "--log-format", "json", "-q")
 
-    assert (result.exit_code, result.out, result.err) == (0, "database is at the newest schema\n", "")
+    assert (result.exit_code, result.out, result.err) == (0, "", "")
 
 
 def run_with_stderr(stderr, tmp_path, api, *extra) -> subprocess.CompletedProcess[str]:
@@ -165,7 +190,14 @@ def test_without_totals_the_progress_bar_counts_pages():
     assert terminal.getvalue() == f"{WIPE}katapult-etl: page 1{WIPE}katapult-etl: page 2{WIPE}"
 
 
-@pytest.mark.parametrize("option", [["-q"], ["--log-format", "json"]], ids=["quiet", "json"])
-def test_no_progress_bar_with_quiet_or_json_logs(tmp_path, api, option):
+def test_no_progress_bar_with_quiet(tmp_path, api):
     # (Nor when stderr is not a terminal: the tests above, run with stderr captured, show none.)
-    assert run_on_a_terminal(tmp_path, api, *option) == (0, "")
+    assert run_on_a_terminal(tmp_path, api, "-q") == (0, "")
+
+
+def test_no_progress_bar_with_json_logs_only_the_run_finished_record(tmp_path, api):
+    exit_code, err = run_on_a_terminal(tmp_path, api, "--log-format", "json")
+
+    assert exit_code == 0
+    [record] = [json.loads(line) for line in err.splitlines()]
+    assert (record["message"], record["exit_code"]) == ("run finished", 0)

@@ -20,14 +20,14 @@ def test_a_current_package_becomes_one_row():
     row = package_row(rock_1())
 
     assert {k: v for k, v in row.items() if k not in ("content_hash", "raw_json")} == {
-        "id": "vmpkg_Eh5LYVKScVHpj7sM",
+        "id": "vmpkg_dhG25G5SX3HrA5j5",
         "name": "ROCK-1",
         "permalink": "rock-1",
         "cpu_cores": 1,
         "ipv4_addresses": 1,
         "memory_in_gb": 1,
         "storage_in_gb": 10,
-        "monthly_bandwidth_allowance_in_gb": None,
+        "monthly_bandwidth_allowance_in_gb": 1024,
         "privacy": "public",
         "use_dedicated_cpus": False,
         "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl",
@@ -71,14 +71,15 @@ def test_an_older_api_version_leaves_columns_null_and_unknown_keys_in_raw():
     [
         ({"id": None}, "a package has no id (name 'ROCK-1')"),
         ({"id": ""}, "a package has no id (name 'ROCK-1')"),
-        ({"cpu_cores": "1"}, "package vmpkg_Eh5LYVKScVHpj7sM: cpu_cores is '1', not a whole number"),
-        ({"memory_in_gb": 1.5}, "package vmpkg_Eh5LYVKScVHpj7sM: memory_in_gb is 1.5, not a whole number"),
-        ({"storage_in_gb": True}, "package vmpkg_Eh5LYVKScVHpj7sM: storage_in_gb is True, not a whole number"),
-        ({"use_dedicated_cpus": 1}, "package vmpkg_Eh5LYVKScVHpj7sM: use_dedicated_cpus is 1, not true or false"),
-        ({"name": 7}, "package vmpkg_Eh5LYVKScVHpj7sM: name is 7, not text"),
-        ({"group": "Standard"}, "package vmpkg_Eh5LYVKScVHpj7sM: group is 'Standard', not an object"),
-        ({"group": {"id": 5}}, "package vmpkg_Eh5LYVKScVHpj7sM: group.id is 5, not text"),
-        ({"icon": {"file_size": "2kB"}}, "package vmpkg_Eh5LYVKScVHpj7sM: icon.file_size is '2kB', not a whole number"),
+        ({"id": 7}, "a package has no id (name 'ROCK-1')"),
+        ({"cpu_cores": "1"}, "package vmpkg_dhG25G5SX3HrA5j5: cpu_cores is '1', not a whole number"),
+        ({"memory_in_gb": 1.5}, "package vmpkg_dhG25G5SX3HrA5j5: memory_in_gb is 1.5, not a whole number"),
+        ({"storage_in_gb": True}, "package vmpkg_dhG25G5SX3HrA5j5: storage_in_gb is True, not a whole number"),
+        ({"use_dedicated_cpus": 1}, "package vmpkg_dhG25G5SX3HrA5j5: use_dedicated_cpus is 1, not true or false"),
+        ({"name": 7}, "package vmpkg_dhG25G5SX3HrA5j5: name is 7, not text"),
+        ({"group": "Standard"}, "package vmpkg_dhG25G5SX3HrA5j5: group is 'Standard', not an object"),
+        ({"group": {"id": 5}}, "package vmpkg_dhG25G5SX3HrA5j5: group.id is 5, not text"),
+        ({"icon": {"file_size": "2kB"}}, "package vmpkg_dhG25G5SX3HrA5j5: icon.file_size is '2kB', not a whole number"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused(change, message):
@@ -89,4 +90,61 @@ def test_a_value_of_the_wrong_type_is_refused(change, message):
 
 def test_a_package_that_is_not_an_object_is_refused():
     with pytest.raises(RecordError, match="^a package is list, not a JSON object$"):
-        package_row(["vmpkg_Eh5LYVKScVHpj7sM"])
+        package_row(["vmpkg_dhG25G5SX3HrA5j5"])
+
+
+ROCK_1_ID = "vmpkg_dhG25G5SX3HrA5j5"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"memory_in_gb": 2**64}, "memory_in_gb is 18446744073709551616, beyond a 64-bit integer"),
+        ({"cpu_cores": 2**63}, "cpu_cores is 9223372036854775808, beyond a 64-bit integer"),
+        ({"storage_in_gb": -(2**63) - 1}, "storage_in_gb is -9223372036854775809, beyond a 64-bit integer"),
+        ({"icon": {"file_size": 2**70}}, "icon.file_size is 1180591620717411303424, beyond a 64-bit integer"),
+        ({"name": "ROCK\x00-1"}, "name is 'ROCK\\x00-1', with a NUL character"),
+        ({"launch": {"notes": ["ok", "a\x00b"]}}, "launch.notes[1] is 'a\\x00b', with a NUL character"),
+        ({"launch": {"a\x00": 1}}, "a key of launch is 'a\\x00', with a NUL character"),
+        ({"name": "ROCK-\ud83d"}, "name is 'ROCK-\\ud83d', with half a surrogate pair (not UTF-8 text)"),
+        ({"\udc00": 1}, "a key of the package is '\\udc00', with half a surrogate pair (not UTF-8 text)"),
+        ({"launch_price": float("nan")}, "a number that is not finite (NaN or Infinity)"),
+        ({"launch_price": float("inf")}, "a number that is not finite (NaN or Infinity)"),
+        ({"group": {"id": "g" * 256}}, "group.id is 256 characters long, over 255"),
+        ({"cpu_cores": "x" * 100}, f"cpu_cores is {repr('x' * 100)[:60]}…, not a whole number"),
+    ],
+)
+def test_a_package_no_database_can_store_exactly_is_refused_with_its_id(change, reason):
+    with pytest.raises(RecordError) as refused:
+        package_row({**rock_1(), **change})
+    assert (refused.value.package_id, refused.value.reason) == (ROCK_1_ID, reason)
+    assert str(refused.value) == f"package {ROCK_1_ID}: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": "v" * 256}, "a package has an id of 256 characters, over 255 (name 'ROCK-1')"),
+        ({"id": "vmpkg_\x00"}, "a package has an id with a NUL character: 'vmpkg_\\x00' (name 'ROCK-1')"),
+        ({"id": "vmpkg_\ud83d"}, "a package has an id with half a surrogate pair: 'vmpkg_\\ud83d' (name 'ROCK-1')"),
+    ],
+)
+def test_a_package_whose_id_cannot_be_a_key_is_refused_without_an_id(change, message):
+    with pytest.raises(RecordError) as refused:
+        package_row({**rock_1(), **change})
+    assert (refused.value.package_id, str(refused.value)) == (None, message)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"cpu_cores": 2**63 - 1, "memory_in_gb": -(2**63), "storage_in_gb": 2**31},
+        {"name": "N" * 300, "permalink": "p" * 1000},
+        {"id": "v" * 255, "group": {"id": "g" * 255, "name": "G" * 300}},
+        {"name": "ROCK-\U0001F680", "launch": {"note": "\\u0000 is how JSON spells NUL"}},
+        {"launch_price": 2**200},  # only the columns are 64-bit: raw keeps any JSON number
+    ],
+)
+def test_what_every_database_can_store_is_not_refused(change):
+    row = package_row({**rock_1(), **change})
+    assert json.loads(row["raw_json"]) == {**rock_1(), **change}

@@ -45,7 +45,7 @@ def test_first_sync_of_the_public_catalogue(cli, database_url, api):
         "FROM packages WHERE name = 'ROCK-1'",
     )
     assert rock == [
-        ("vmpkg_Eh5LYVKScVHpj7sM", "ROCK-1", "rock-1", 1, 1, 1, 10, None, "public", False,
+        ("vmpkg_dhG25G5SX3HrA5j5", "ROCK-1", "rock-1", 1, 1, 1, 10, 1024, "public", False,
          "vmpkgrp_P5kCZvAtvXRC3sVl", None, None)
     ]
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots WHERE valid_to IS NULL") == 20

@@ -77,7 +77,7 @@ FAILURE_PATHS: dict[str, Arrange] = {
     "read timeouts": lambda api: (_faults(Fault(delay=0.5))(api)[0] + ["--read-timeout", "0.1"], 1),
     "not JSON": _faults(Fault(body=b"<html>oops</html>")),
     "JSON of the wrong shape": _faults(Fault(body=b"{}"), times=1),
-    "a package without id": _faults(Fault(body=page_1([{"name": "X"}])), times=1),
+    "a package without id": lambda api: (_faults(Fault(body=page_1([{"name": "X"}])), times=1)(api)[0], 3),
     "the wrong page": _faults(Fault(body=page_1([], current_page=2)), times=1),
     "scope_not_granted": _scope_not_granted,
     "organization_not_found": lambda api: (["--organization-id", "org_nope"], 1),

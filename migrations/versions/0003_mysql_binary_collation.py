@@ -5,6 +5,9 @@ to 'ROCK-1' and sorts without regard to case: two package ids that differ only i
 row, and a rename that changes only case would not be a change of name. utf8mb4_bin compares text
 exactly, as SQLite and PostgreSQL do, and sorts it by code point, as SQLite does.
 
+Each step checks first (migrations/steps.py): MySQL commits each DDL statement on its own, so a run
+killed half-way is finished by running it again.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-05
@@ -13,6 +16,8 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 from alembic import op
+
+from etl.migrations.steps import create_foreign_key_if_missing, drop_foreign_key_if_present
 
 revision = "0003"
 down_revision = "0002"
@@ -35,11 +40,11 @@ def upgrade() -> None:
     # The database's default too, so that tables created later (and temporary ones) match.
     op.execute("ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     for table, column, referred in TEXT_FOREIGN_KEYS:
-        op.drop_constraint(op.f(f"fk_{table}_{column}_{referred}"), table, type_="foreignkey")
-    for table in TABLES:
+        drop_foreign_key_if_present(table, f"fk_{table}_{column}_{referred}")
+    for table in TABLES:  # converting a converted table again changes nothing
         op.execute(f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     for table, column, referred in TEXT_FOREIGN_KEYS:
-        op.create_foreign_key(op.f(f"fk_{table}_{column}_{referred}"), table, referred, [column], ["id"])
+        create_foreign_key_if_missing(table, f"fk_{table}_{column}_{referred}", referred, column)
 
 
 def downgrade() -> None:

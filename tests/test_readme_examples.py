@@ -1,0 +1,115 @@
+"""The README's Querying section is what the demo's database answers: the demo, each command, each SQL.
+
+Runs `katapult-etl demo --database demo.db` in a new folder, then every `$ katapult-etl …` line of the
+section with DATABASE_URL=sqlite:///demo.db, and every SQL block that has an output block after it
+(as `sqlite3 -header -column` prints it), and compares each with the README. Times and the seconds a
+run took differ from run to run and are masked on both sides; everything else must be the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from etl.cli import main
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+QUERYING = README.split("\n## Querying\n", 1)[1].split("\n## ", 1)[0]
+DEMO = "katapult-etl demo --database demo.db"
+TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z?")
+
+
+def blocks(markdown: str) -> list[tuple[str, str]]:
+    """Every fenced block, as (language, text)."""
+    return re.findall(r"^```(\w*)\n(.*?)^```$", markdown, flags=re.MULTILINE | re.DOTALL)
+
+
+def command_examples() -> list[tuple[str, str]]:
+    """(command, output) for each `$ katapult-etl …` line of the section's text blocks."""
+    examples = []
+    for language, text in blocks(QUERYING):
+        if language != "text" or not text.startswith("$ katapult-etl "):
+            continue
+        for chunk in re.split(r"^\$ ", text, flags=re.MULTILINE)[1:]:
+            command, _, output = chunk.partition("\n")
+            examples.append((command, output))
+    return examples
+
+
+def sql_examples() -> list[tuple[str, str]]:
+    """(sql, output) for each SQL block followed directly by a text block."""
+    found = re.findall(r"^```sql\n(.*?)^```\n\n```text\n(.*?)^```$", QUERYING, flags=re.MULTILINE | re.DOTALL)
+    return [(sql, output) for sql, output in found]
+
+
+COMMANDS = command_examples()
+SQL = sql_examples()
+
+
+def masked(text: str) -> str:
+    """Times as zeros (the width stays, so columns stay aligned) and the seconds a run took as S."""
+    text = TIME.sub(lambda match: re.sub(r"[0-9]", "0", match.group()), text)
+    text = re.sub(r"seconds=[0-9]+\.[0-9]{2}", "seconds=S", text)
+    return re.sub(r" +[0-9]+\.[0-9]{2}(?= )", " S", text)  # the runs table's seconds column
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A folder holding the demo's demo.db, and what the demo printed."""
+    folder = tmp_path_factory.mktemp("readme")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.chdir(folder)
+        assert main(shlex.split(DEMO)[1:]) == 0
+    yield folder, out.getvalue()
+
+
+def test_the_section_has_the_examples_this_test_checks():
+    assert [command for command, _ in COMMANDS][:1] == [DEMO]
+    assert len(COMMANDS) >= 15
+    assert len(SQL) == 5
+
+
+def test_the_demo_prints_what_the_readme_shows(demo_folder):
+    _, printed = demo_folder
+
+    assert masked(printed) == masked(COMMANDS[0][1])
+
+
+@pytest.mark.parametrize(("command", "output"), COMMANDS[1:], ids=[command for command, _ in COMMANDS[1:]])
+def test_each_command_prints_what_the_readme_shows(cli, monkeypatch, demo_folder, command, output):
+    folder, _ = demo_folder
+    monkeypatch.chdir(folder)
+
+    result = cli(*shlex.split(command)[1:], env={"DATABASE_URL": "sqlite:///demo.db"})
+
+    assert masked(result.out + result.err) == masked(output)
+    assert (result.exit_code == 0) == (result.err == "")  # an example's error is its only line, on stderr
+
+
+@pytest.mark.parametrize(("sql", "output"), SQL, ids=[sql.split("\n")[0] for sql, _ in SQL])
+def test_each_sql_example_prints_what_the_readme_shows(demo_folder, sql, output):
+    folder, _ = demo_folder
+    connection = sqlite3.connect(folder / "demo.db")
+    try:
+        cursor = connection.execute(sql)
+        headers = [column[0] for column in cursor.description]
+        rows = [["" if value is None else str(value) for value in row] for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+    assert masked(sqlite3_columns(headers, rows)) == masked(output)
+
+
+def sqlite3_columns(headers: list[str], rows: list[list[str]]) -> str:
+    """What `sqlite3 -header -column` prints, without its trailing spaces."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n" for line in lines)
