@@ -292,3 +292,29 @@ def test_the_mass_removal_guard_counts_what_both_walks_missed(cli, database_url,
     assert removed_ids(database_url) == []
     assert listed_ids(database_url) == ids_of(twelve)
     assert snapshots(database_url) == sorted(before["package_snapshots"], key=repr)
+
+
+def test_a_package_without_an_id_in_the_confirming_walk_removes_nothing(cli, database_url, api):
+    catalogue = synced(cli, database_url, api, synthetic_catalogue(60))
+    api.packages = catalogue[:59]  # the last one is really gone
+    served_first_pages: list[int] = []
+
+    def an_id_goes_missing_during_the_confirming_walk(page: int) -> None:
+        if page == 1:
+            served_first_pages.append(page)
+            if len(served_first_pages) == 2:
+                on_page_2 = {key: value for key, value in api.packages[20].items() if key != "id"}
+                api.packages = [*api.packages[:20], on_page_2, *api.packages[21:]]
+
+    api.after_page = an_id_goes_missing_during_the_confirming_walk
+    before = snapshots(database_url)
+
+    result = sync(cli, database_url, api)
+
+    # It could be the package gone: nothing is removed.
+    reason = "nothing removed: a package without a usable id could be any package the walk missed"
+    assert (result.exit_code, result.err) == (3, f"katapult-etl: {reason}\n")
+    assert "pages=6 packages_seen=59 created=0 updated=0 restored=0 removed=0 unchanged=59 " in result.out
+    assert last_run(database_url) == ("incomplete", reason, 0, 0)
+    assert listed_ids(database_url) == ids_of(catalogue)
+    assert snapshots(database_url) == before
