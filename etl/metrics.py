@@ -86,7 +86,7 @@ def render(report: RunReport, last_success: float | None) -> str:
 
 def _count_gauges(scope: str, counts: RunCounts) -> list[str]:
     return [
-        _gauge("pages_fetched", "Pages the last run stored.", [(scope, counts.pages_fetched)]),
+        _gauge("pages_fetched", "Pages the last run fetched (a confirming walk's included).", [(scope, counts.pages_fetched)]),
         _gauge("requests", "HTTP requests the last run sent, retries included.", [(scope, counts.requests)]),
         _gauge("retries", "Requests the last run sent again after a failure.", [(scope, counts.retries)]),
         _gauge("packages_seen", "Distinct packages the last run saw.", [(scope, counts.packages_seen)]),

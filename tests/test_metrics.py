@@ -73,7 +73,7 @@ def head(status: str, exit_code: int, last_success: bool = True) -> list[str | r
 def counts(pages: int, requests: int, retries: int, seen: int, **changes: int) -> list[str]:
     changes = {"created": 0, "updated": 0, "restored": 0, "removed": 0, "unchanged": 0, **changes}
     return [
-        "# HELP katapult_etl_pages_fetched Pages the last run stored.",
+        "# HELP katapult_etl_pages_fetched Pages the last run fetched (a confirming walk's included).",
         "# TYPE katapult_etl_pages_fetched gauge",
         f'katapult_etl_pages_fetched{{scope="public"}} {pages}',
         "# HELP katapult_etl_requests HTTP requests the last run sent, retries included.",
