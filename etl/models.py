@@ -74,7 +74,7 @@ SCOPE = "`public`, `organization[id]=…` or `organization[sub_domain]=…`"
 
 class PackageGroup(Base):
     __tablename__ = "package_groups"
-    __table_args__ = {"comment": "the groups Katapult puts packages in"}
+    __table_args__ = ({"comment": "the groups Katapult puts packages in"},)
 
     id: Mapped[str] = mapped_column(
         Key, primary_key=True, comment="Katapult's group id, e.g. `vmpkgrp_P5kCZvAtvXRC3sVl`"
@@ -88,7 +88,7 @@ class Package(PackageAttributes, Base):
     """The current state of every package ever listed; removed_at is NULL while it is listed."""
 
     __tablename__ = "packages"
-    __table_args__ = {"comment": "the current state of every package ever listed"}
+    __table_args__ = ({"comment": "the current state of every package ever listed"},)
 
     id: Mapped[str] = mapped_column(
         Key, primary_key=True, comment="Katapult's package id, e.g. `vmpkg_dhG25G5SX3HrA5j5`"

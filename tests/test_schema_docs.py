@@ -19,7 +19,13 @@ from etl.models import Base
 
 from .conftest import query, scalar
 from .test_cli_edges import IMPORTED
-from .test_schema_faults import WAIT_SECONDS, _wait_for_statement, _wait_until_gone, mariadb_url, migrate_to  # noqa: F401
+from .test_schema_faults import (
+    WAIT_SECONDS,
+    _wait_for_statement,
+    _wait_until_gone,
+    mariadb_url,  # noqa: F401  (a fixture)
+    migrate_to,
+)
 
 README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 TABLES = {relation.name: relation for relation in schema_docs.relations() if relation.kind == "table"}
