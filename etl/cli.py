@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_command(commands, common)
     add_query_commands(commands, common)
     add_demo_command(commands, common)
+    add_schema_command(commands, common)
     return parser
 
 
@@ -228,6 +229,17 @@ def add_demo_command(commands: argparse._SubParsersAction, common: argparse.Argu
     demo.set_defaults(command=cmd_demo)
     demo.add_argument(
         "--database", type=Path, metavar="PATH", help="the new SQLite file (default: one in a new temporary folder)"
+    )
+
+
+def add_schema_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    schema = _command_parser(
+        commands, "schema", parents=[common], help="describe the tables and views of this release (no database needed)"
+    )
+    schema.set_defaults(command=cmd_schema)
+    schema.add_argument(
+        "--format", choices=("markdown", "dbt", "json"), default="markdown", dest="output",  # etl.schema_docs.FORMATS
+        help="the README's tables (default); a dbt sources.yml; the same as JSON",
     )
 
 
@@ -461,6 +473,13 @@ def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:
         "  katapult-etl runs\n"
         f"  sqlite3 {database} 'SELECT name, cpu_cores, memory_in_gb FROM current_packages'"
     )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import schema_docs
+
+    sys.stdout.write(schema_docs.render(args.output))
     return 0
 
 

@@ -1,6 +1,8 @@
 """The SQL schema, which is the product's interface: change it only together with a migration.
 
-A test compares these models with what the migrations build, on every supported database.
+A test compares these models with what the migrations build, on every supported database. Each table's
+and column's `comment` is its one description: the databases' COMMENTs (migration 0005), the dbt
+sources of `katapult-etl schema` and the README's schema tables are made from it (etl/schema_docs.py).
 """
 
 from __future__ import annotations
@@ -42,42 +44,61 @@ class Base(DeclarativeBase):
 class PackageAttributes:
     """The columns a package and each of its versions share."""
 
-    name: Mapped[str | None] = mapped_column(LongText)
-    permalink: Mapped[str | None] = mapped_column(LongText)
-    cpu_cores: Mapped[int | None] = mapped_column(BigInteger)
-    ipv4_addresses: Mapped[int | None] = mapped_column(BigInteger)
-    memory_in_gb: Mapped[int | None] = mapped_column(BigInteger)
-    storage_in_gb: Mapped[int | None] = mapped_column(BigInteger)
-    monthly_bandwidth_allowance_in_gb: Mapped[int | None] = mapped_column(BigInteger)
-    privacy: Mapped[str | None] = mapped_column(LongText)
-    use_dedicated_cpus: Mapped[bool | None] = mapped_column(Boolean)
-    icon_url: Mapped[str | None] = mapped_column(LongText)
-    icon_file_name: Mapped[str | None] = mapped_column(LongText)
-    icon_file_type: Mapped[str | None] = mapped_column(LongText)
-    icon_file_size: Mapped[int | None] = mapped_column(BigInteger)
-    icon_digest: Mapped[str | None] = mapped_column(LongText)
-    content_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(LongText, comment="the package's name, e.g. `ROCK-1`")
+    permalink: Mapped[str | None] = mapped_column(LongText, comment="the package's permalink, e.g. `rock-1`")
+    cpu_cores: Mapped[int | None] = mapped_column(BigInteger, comment="CPU cores")
+    ipv4_addresses: Mapped[int | None] = mapped_column(BigInteger, comment="IPv4 addresses included")
+    memory_in_gb: Mapped[int | None] = mapped_column(BigInteger, comment="memory, in GB")
+    storage_in_gb: Mapped[int | None] = mapped_column(BigInteger, comment="storage, in GB")
+    monthly_bandwidth_allowance_in_gb: Mapped[int | None] = mapped_column(
+        BigInteger, comment="monthly bandwidth allowance, in GB; NULL: none stated (or an older API version)"
+    )
+    privacy: Mapped[str | None] = mapped_column(LongText, comment="`public` or `private`")
+    use_dedicated_cpus: Mapped[bool | None] = mapped_column(
+        Boolean, comment="whether the package's CPUs are dedicated; NULL where an older API version left it out"
+    )
+    icon_url: Mapped[str | None] = mapped_column(LongText, comment="the URL of the package's icon; NULL without one")
+    icon_file_name: Mapped[str | None] = mapped_column(LongText, comment="the icon's file name; NULL without one")
+    icon_file_type: Mapped[str | None] = mapped_column(LongText, comment="the icon's file type; NULL without one")
+    icon_file_size: Mapped[int | None] = mapped_column(BigInteger, comment="the icon's file size; NULL without one")
+    icon_digest: Mapped[str | None] = mapped_column(LongText, comment="the icon's digest; NULL without one")
+    content_hash: Mapped[str] = mapped_column(
+        String(64), comment="SHA-256 of the package's JSON as received, canonical (sorted keys)"
+    )
+
+
+# Shared by packages and package_snapshots.
+GROUP_ID = "the package's group, a `package_groups.id`; NULL where the API sent no group"
+SCOPE = "`public`, `organization[id]=…` or `organization[sub_domain]=…`"
 
 
 class PackageGroup(Base):
     __tablename__ = "package_groups"
+    __table_args__ = ({"comment": "the groups Katapult puts packages in"},)
 
-    id: Mapped[str] = mapped_column(Key, primary_key=True)
-    name: Mapped[str | None] = mapped_column(LongText)
-    first_seen_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime]
+    id: Mapped[str] = mapped_column(
+        Key, primary_key=True, comment="Katapult's group id, e.g. `vmpkgrp_P5kCZvAtvXRC3sVl`"
+    )
+    name: Mapped[str | None] = mapped_column(LongText, comment="the group's name, e.g. `Standard vCPU`")
+    first_seen_at: Mapped[datetime] = mapped_column(comment="when a run first saw the group")
+    last_seen_at: Mapped[datetime] = mapped_column(comment="when a run last saw the group")
 
 
 class Package(PackageAttributes, Base):
     """The current state of every package ever listed; removed_at is NULL while it is listed."""
 
     __tablename__ = "packages"
+    __table_args__ = ({"comment": "the current state of every package ever listed"},)
 
-    id: Mapped[str] = mapped_column(Key, primary_key=True)
-    group_id: Mapped[str | None] = mapped_column(Key, ForeignKey("package_groups.id"), index=True)
-    first_seen_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime]
-    removed_at: Mapped[datetime | None]
+    id: Mapped[str] = mapped_column(
+        Key, primary_key=True, comment="Katapult's package id, e.g. `vmpkg_dhG25G5SX3HrA5j5`"
+    )
+    group_id: Mapped[str | None] = mapped_column(Key, ForeignKey("package_groups.id"), index=True, comment=GROUP_ID)
+    first_seen_at: Mapped[datetime] = mapped_column(comment="when a run first saw the package")
+    last_seen_at: Mapped[datetime] = mapped_column(comment="when a run last saw the package")
+    removed_at: Mapped[datetime | None] = mapped_column(
+        comment="NULL while the package is listed; set when no scope lists it any more"
+    )
 
 
 class PackageListing(Base):
@@ -85,42 +106,55 @@ class PackageListing(Base):
 
     __tablename__ = "package_listings"
 
-    package_id: Mapped[str] = mapped_column(Key, ForeignKey("packages.id"), primary_key=True)
-    scope: Mapped[str] = mapped_column(Key, primary_key=True)
-    first_seen_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime]
-    unlisted_at: Mapped[datetime | None]
+    package_id: Mapped[str] = mapped_column(
+        Key, ForeignKey("packages.id"), primary_key=True, comment="the package the scope lists"
+    )
+    scope: Mapped[str] = mapped_column(Key, primary_key=True, comment=SCOPE)
+    first_seen_at: Mapped[datetime] = mapped_column(comment="when a run of this scope first saw the package")
+    last_seen_at: Mapped[datetime] = mapped_column(comment="when a run of this scope last saw it")
+    unlisted_at: Mapped[datetime | None] = mapped_column(
+        comment="NULL while this scope lists it; set when a complete walk of the scope missed it"
+    )
 
-    __table_args__ = (Index(None, "scope", "unlisted_at"),)
+    __table_args__ = (Index(None, "scope", "unlisted_at"), {"comment": "which scope lists which package"})
 
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    scope: Mapped[str] = mapped_column(String(255))
-    api: Mapped[str] = mapped_column(String(16))
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(16))
-    pages_fetched: Mapped[int] = mapped_column(BigInteger, default=0)
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    retries: Mapped[int] = mapped_column(BigInteger, default=0)
-    packages_seen: Mapped[int] = mapped_column(BigInteger, default=0)
-    created: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated: Mapped[int] = mapped_column(BigInteger, default=0)
-    restored: Mapped[int] = mapped_column(BigInteger, default=0)
-    removed: Mapped[int] = mapped_column(BigInteger, default=0)
-    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
-    error: Mapped[str | None] = mapped_column(LongText)
-    host: Mapped[str | None] = mapped_column(String(255))
-    pid: Mapped[int | None] = mapped_column(BigInteger)
+    id: Mapped[int] = mapped_column(
+        BigId, primary_key=True, autoincrement=True, comment="the run's number, in the order runs started"
+    )
+    scope: Mapped[str] = mapped_column(Key, comment=SCOPE)
+    api: Mapped[str] = mapped_column(String(16), comment="`core` (with a token) or `public`")
+    started_at: Mapped[datetime] = mapped_column(comment="when the run started")
+    finished_at: Mapped[datetime | None] = mapped_column(comment="when the run finished; NULL while running")
+    status: Mapped[str] = mapped_column(
+        String(16), comment="`running`, `succeeded`, `failed` or `incomplete`"
+    )
+    pages_fetched: Mapped[int] = mapped_column(
+        BigInteger, default=0, comment="pages walked (both walks, when a walk was repeated)"
+    )
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, comment="HTTP requests made, retries included")
+    retries: Mapped[int] = mapped_column(BigInteger, default=0, comment="requests that were retried")
+    packages_seen: Mapped[int] = mapped_column(BigInteger, default=0, comment="distinct packages the walk saw")
+    created: Mapped[int] = mapped_column(BigInteger, default=0, comment="packages the run created")
+    updated: Mapped[int] = mapped_column(BigInteger, default=0, comment="packages the run gave a new version")
+    restored: Mapped[int] = mapped_column(
+        BigInteger, default=0, comment="packages the run restored (came back after a removal)"
+    )
+    removed: Mapped[int] = mapped_column(BigInteger, default=0, comment="packages the run removed")
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0, comment="packages the run saw unchanged")
+    error: Mapped[str | None] = mapped_column(LongText, comment="why the run failed, or why it is `incomplete`")
+    host: Mapped[str | None] = mapped_column(String(255), comment="the host the run ran on")
+    pid: Mapped[int | None] = mapped_column(BigInteger, comment="the process id the run ran as")
 
     __table_args__ = (
         CheckConstraint(
             "status IN ('running', 'succeeded', 'failed', 'incomplete')", name="status"
         ),
         Index(None, "scope", "started_at"),
+        {"comment": "one row per run"},
     )
 
 
@@ -129,19 +163,36 @@ class PackageSnapshot(PackageAttributes, Base):
 
     __tablename__ = "package_snapshots"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    package_id: Mapped[str] = mapped_column(Key, ForeignKey("packages.id"))
-    sync_run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("sync_runs.id"), index=True)
-    valid_from: Mapped[datetime]
-    valid_to: Mapped[datetime | None]
-    group_id: Mapped[str | None] = mapped_column(Key)
-    group_name: Mapped[str | None] = mapped_column(LongText)
-    raw: Mapped[dict[str, Any]]
-    # The columns that differ from the package's previous version, comma-separated and sorted
-    # ("raw" when only keys without a column changed); NULL for a package's first version.
-    changed_fields: Mapped[str | None] = mapped_column(LongText)
-    # The run that closed this version, by a newer version or by the package's removal.
-    closed_by_sync_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sync_runs.id"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True, comment="the version's number")
+    package_id: Mapped[str] = mapped_column(
+        Key, ForeignKey("packages.id"), comment="the package this is a version of"
+    )
+    sync_run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sync_runs.id"), index=True, comment="the run that saw this version first"
+    )
+    valid_from: Mapped[datetime] = mapped_column(comment="from when this version was the package's content")
+    valid_to: Mapped[datetime | None] = mapped_column(comment="until when; NULL for the current version")
+    group_id: Mapped[str | None] = mapped_column(Key, comment=GROUP_ID)
+    group_name: Mapped[str | None] = mapped_column(LongText, comment="the group's name as this version saw it")
+    raw: Mapped[dict[str, Any]] = mapped_column(
+        comment="the package's JSON as received, unknown keys included"
+    )
+    changed_fields: Mapped[str | None] = mapped_column(
+        LongText,
+        comment=(
+            "the columns that differ from the package's previous version, sorted and comma-separated "
+            "(`cpu_cores,memory_in_gb`); `raw` when only keys without a column changed; empty for a package "
+            "restored as it was removed; NULL for a package's first version"
+        ),
+    )
+    closed_by_sync_run_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        ForeignKey("sync_runs.id"),
+        index=True,
+        comment=(
+            "the run that closed this version, by a newer version or by the package's removal; NULL while current"
+        ),
+    )
 
     __table_args__ = (
         Index(None, "package_id", "valid_from"),
@@ -154,4 +205,5 @@ class PackageSnapshot(PackageAttributes, Base):
             postgresql_where=text("valid_to IS NULL"),
             sqlite_where=text("valid_to IS NULL"),
         ),
+        {"comment": "the change history, as versions (slowly changing dimension, type 2)"},
     )

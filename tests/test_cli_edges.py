@@ -276,8 +276,11 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchem
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["sync", "--help"], ["runs", "--help"], ["sync", "--dry"], ["sync", "--read-timeout", "0"]],
-    ids=["help", "version", "sync-help", "runs-help", "usage-error", "bad-value"],
+    [
+        ["--help"], ["--version"], ["sync", "--help"], ["runs", "--help"], ["schema", "--help"], ["sync", "--dry"],
+        ["sync", "--read-timeout", "0"],
+    ],
+    ids=["help", "version", "sync-help", "runs-help", "schema-help", "usage-error", "bad-value"],
 )
 def test_help_version_and_usage_errors_import_neither_sqlalchemy_nor_alembic(tmp_path, args):
     finished = subprocess.run(
