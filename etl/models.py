@@ -113,7 +113,7 @@ class PackageListing(Base):
     first_seen_at: Mapped[datetime] = mapped_column(comment="when a run of this scope first saw the package")
     last_seen_at: Mapped[datetime] = mapped_column(comment="when a run of this scope last saw it")
     unlisted_at: Mapped[datetime | None] = mapped_column(
-        comment="NULL while this scope lists it; set when a complete walk of the scope missed it"
+        comment="NULL while this scope lists it; set when both walks of a run of the scope (each complete) missed it"
     )
 
     __table_args__ = (Index(None, "scope", "unlisted_at"), {"comment": "which scope lists which package"})
@@ -133,7 +133,7 @@ class SyncRun(Base):
         String(16), comment="`running`, `succeeded`, `failed` or `incomplete`"
     )
     pages_fetched: Mapped[int] = mapped_column(
-        BigInteger, default=0, comment="pages walked (both walks, when a walk was repeated)"
+        BigInteger, default=0, comment="pages walked (by every walk of the run: a repeated walk and a confirming walk count too)"
     )
     requests: Mapped[int] = mapped_column(BigInteger, default=0, comment="HTTP requests made, retries included")
     retries: Mapped[int] = mapped_column(BigInteger, default=0, comment="requests that were retried")
