@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from etl.cli import main
 from etl.fakeapi import FakeKatapult
 from etl.pipeline import Hooks
 from etl.types import utc_now
+
+from .helpers import empty_database
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
@@ -39,35 +38,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
         pytest.skip(f"{SERVER_DATABASES[kind]} is not set: {kind} tests skipped")
     empty_database(url)
     yield url
-
-
-def empty_database(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        backend = make_url(url).get_backend_name()
-        if backend == "postgresql":
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-        elif backend in ("mysql", "mariadb"):
-            _drop_everything_in_mysql(connection)
-    engine.dispose()
-
-
-def _drop_everything_in_mysql(connection: Any) -> None:
-    """MySQL has no schema to drop and recreate: drop each view and table of the database instead, and
-    give it back the server's default collation (the migrations change it)."""
-    charset, collation = connection.execute(text("SELECT @@character_set_server, @@collation_server")).one()
-    connection.execute(text(f"ALTER DATABASE CHARACTER SET {charset} COLLATE {collation}"))
-    objects = connection.execute(
-        text(
-            "SELECT table_name, table_type FROM information_schema.tables "
-            "WHERE table_schema = DATABASE() ORDER BY table_type = 'VIEW' DESC"
-        )
-    ).all()
-    connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
-    for name, kind in objects:
-        connection.execute(text(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS `{name}`"))
-    connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -124,18 +94,3 @@ class Cli:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
     return Cli(capsys, monkeypatch)
-
-
-def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    """Rows of one SQL query, as plain tuples."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(text(sql), params)]
-    finally:
-        engine.dispose()
-
-
-def scalar(url: str, sql: str, **params: Any) -> Any:
-    rows = query(url, sql, **params)
-    return rows[0][0]

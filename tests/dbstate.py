@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from etl.records import package_row
 
-from .conftest import query
+from .helpers import query
 
 CATALOGUE_TABLES = ("package_groups", "packages", "package_listings", "package_snapshots")
 PER_PAGE = "5"

@@ -12,7 +12,7 @@ import pytest
 from etl.catalogue import synthetic_catalogue
 from etl.cli import build_parser
 
-from .conftest import query
+from .helpers import query
 from .test_docs import subcommands
 from .test_metrics import HOLD_LOCK
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from etl.clock import RESOLUTION, RunClock
 
-from .conftest import query
+from .helpers import query
 from .scenario import ROCK_1, ROCK_6, ROCK_12, run_times, sync
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

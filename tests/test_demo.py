@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import query
+from .helpers import query
 from .scenario import merge_times
 
 

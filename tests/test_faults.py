@@ -26,7 +26,7 @@ from etl.catalogue import synthetic_catalogue
 from etl.database import alembic_config, head_revision
 from etl.fakeapi import DEFAULT_TOKEN, ERRORS, Fault
 
-from .conftest import query, scalar
+from .helpers import query, scalar
 from .dbstate import (
     catalogue_tables,
     current_versions,

@@ -24,7 +24,7 @@ from etl.models import PackageSnapshot, SyncRun
 from etl.pipeline import Hooks, run_sync
 from etl.records import ATTRIBUTE_COLUMNS, canonical_json, package_row
 
-from .conftest import empty_database
+from .helpers import empty_database
 
 IDS = ("vmpkg_a", "vmpkg_b", "vmpkg_c", "vmpkg_d")
 OTHER_GROUP = {"id": "vmpkgrp_b", "name": "Dedicated"}

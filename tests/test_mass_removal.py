@@ -7,7 +7,7 @@ import pytest
 
 from etl.catalogue import synthetic_catalogue
 
-from .conftest import query, scalar
+from .helpers import query, scalar
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, sync
 
 REFUSED = (

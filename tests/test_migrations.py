@@ -10,7 +10,7 @@ from etl.database import head_revision, open_engine, upgrade
 from etl.dialects import include_in_schema
 from etl.models import Base
 
-from .conftest import scalar
+from .helpers import scalar
 
 TABLES = {"alembic_version", "package_groups", "packages", "package_listings", "package_snapshots", "sync_runs"}
 

@@ -17,7 +17,7 @@ from etl.catalogue import synthetic_catalogue
 from etl.dialects import BulkInsert
 from etl.errors import DatabaseError
 
-from .conftest import query
+from .helpers import query
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, listed_catalogue, sync
 
 ODD = 6  # the odd package's place in the catalogue: page 2 at five packages a page

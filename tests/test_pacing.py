@@ -9,7 +9,7 @@ import pytest
 from etl.catalogue import synthetic_catalogue
 from etl.pacing import Pacer, pages_in_flight
 
-from .conftest import query
+from .helpers import query
 
 PACED = re.compile(r"INFO X-Ratelimit-Remaining is (\d+) of 1000: fetching (\d+) page\(s\) at a time")
 LATENCY = 0.1  # long enough that requests sent together are answered together

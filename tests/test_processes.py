@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from etl.catalogue import synthetic_catalogue
 from etl.fakeapi import DEFAULT_TOKEN, FakeKatapult
 
-from .conftest import query
+from .helpers import query
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, runs
 
 pytestmark = pytest.mark.slow

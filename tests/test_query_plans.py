@@ -8,7 +8,7 @@ from sqlalchemy.engine import make_url
 
 from etl.database import open_engine
 
-from .conftest import scalar
+from .helpers import scalar
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from etl.catalogue import synthetic_catalogue
 
-from .conftest import query
+from .helpers import query
 from .dbstate import catalogue_tables, every_table, expected_catalogue, listed_catalogue
 
 WALKED_AGAIN = (

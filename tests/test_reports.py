@@ -17,7 +17,7 @@ from etl.models import Package
 from etl.reports import parse_since
 from etl.tables import aligned
 
-from .conftest import query
+from .helpers import query
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, sync, three_runs
 
 NOW = datetime(2026, 3, 8, 12, 30, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from etl import schema_docs
 from etl.database import head_revision, open_engine, upgrade
 from etl.models import Base
 
-from .conftest import query, scalar
+from .helpers import query, scalar
 from .test_cli_edges import IMPORTED
 from .test_schema_faults import (
     WAIT_SECONDS,

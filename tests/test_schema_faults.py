@@ -20,7 +20,7 @@ from etl.catalogue import public_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
 
-from .conftest import empty_database, query, scalar
+from .helpers import empty_database, query, scalar
 from .dbstate import every_table
 
 WAIT_SECONDS = 60

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, event
 from etl.catalogue import public_catalogue, synthetic_catalogue
 from etl.fakeapi import DEFAULT_TOKEN, Fault
 
-from .conftest import query, scalar
+from .helpers import query, scalar
 
 TABLES = ("package_groups", "packages", "package_listings", "package_snapshots")
 

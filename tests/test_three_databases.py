@@ -18,7 +18,7 @@ from sqlalchemy import Integer, MetaData, Table, create_engine, inspect, select
 from etl.catalogue import synthetic_catalogue
 from etl.models import Base
 
-from .conftest import empty_database
+from .helpers import empty_database
 
 SERVER_URLS = ("TEST_DATABASE_URL", "TEST_MYSQL_URL")
 

@@ -10,7 +10,7 @@ from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.fakeapi import DEFAULT_TOKEN, Fault
 from etl.reports import PACKAGE_CHANGES
 
-from .conftest import query, scalar
+from .helpers import query, scalar
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, run_times, sync, three_runs
 
 VIEWS = {"current_packages", "latest_sync_runs", "package_changes"}
