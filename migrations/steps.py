@@ -139,9 +139,7 @@ def sqlite_objects_kept(tables: Iterable[str], ours: Iterable[str]) -> Iterator[
     names = list(tables)
     marks = ", ".join(f":t{index}" for index in range(len(names)))
     params = {f"t{index}": name for index, name in enumerate(names)}
-    views = bind.execute(
-        sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid")
-    ).all()
+    views = bind.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid")).all()
     others = bind.execute(
         sa.text(
             f"SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
@@ -150,12 +148,16 @@ def sqlite_objects_kept(tables: Iterable[str], ours: Iterable[str]) -> Iterator[
         params,
     ).all()
     # INSTEAD OF triggers belong to a view and go with it.
-    view_triggers = bind.execute(
-        sa.text(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' "
-            "AND tbl_name IN (SELECT name FROM sqlite_master WHERE type = 'view') ORDER BY rowid"
+    view_triggers = (
+        bind.execute(
+            sa.text(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name IN (SELECT name FROM sqlite_master WHERE type = 'view') ORDER BY rowid"
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for name, _ in reversed(views):
         op.execute(f'DROP VIEW "{name}"')
     for kind, name, _ in others:
@@ -182,13 +184,17 @@ def index_rewrites(table: str, text_columns: Iterable[str]) -> list[str]:
     """ALTER TABLE clauses that rebuild each index over a column becoming LONGTEXT with a prefix of it:
     MySQL indexes no unbounded text, and MariaDB's own prefix (768 characters) is too long for an index
     of more than one column. A unique index stays whole (MariaDB keeps it unique by a hash)."""
-    rows = op.get_bind().execute(
-        sa.text(
-            "SELECT index_name, non_unique, column_name, sub_part, index_type FROM information_schema.statistics "
-            "WHERE table_schema = DATABASE() AND table_name = :table ORDER BY index_name, seq_in_index"
-        ),
-        {"table": table},
-    ).all()
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT index_name, non_unique, column_name, sub_part, index_type FROM information_schema.statistics "
+                "WHERE table_schema = DATABASE() AND table_name = :table ORDER BY index_name, seq_in_index"
+            ),
+            {"table": table},
+        )
+        .all()
+    )
     becoming_text = set(text_columns)
     indexes: dict[str, list[tuple[int, str, int | None, str]]] = {}
     for name, non_unique, column, sub_part, index_type in rows:
@@ -201,8 +207,9 @@ def index_rewrites(table: str, text_columns: Iterable[str]) -> list[str]:
         if not any(column in becoming_text and sub_part is None for _, column, sub_part, _ in columns):
             continue
         parts = ", ".join(
-            f"`{column}`({TEXT_INDEX_PREFIX})" if column in becoming_text else
-            (f"`{column}`({sub_part})" if sub_part else f"`{column}`")
+            f"`{column}`({TEXT_INDEX_PREFIX})"
+            if column in becoming_text
+            else (f"`{column}`({sub_part})" if sub_part else f"`{column}`")
             for _, column, sub_part, _ in columns
         )
         clauses += [f"DROP INDEX `{name}`", f"ADD INDEX `{name}` ({parts})"]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+
 from etl.cli import main
 from etl.fakeapi import FakeKatapult
 from etl.pipeline import Hooks

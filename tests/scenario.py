@@ -1,9 +1,9 @@
 """One story the view and command tests share: the public catalogue, then two runs that change it.
 
-    run 1: the 20 public packages are created
-    run 2: ROCK-1 gets 2 cores and 2 GB; ROCK-3 gets a key katapult-etl has no column for;
-           ROCK-6 and ROCK-12 are removed
-    run 3: ROCK-6 comes back with 80 GB of storage; ROCK-12 comes back as it was
+run 1: the 20 public packages are created
+run 2: ROCK-1 gets 2 cores and 2 GB; ROCK-3 gets a key katapult-etl has no column for;
+       ROCK-6 and ROCK-12 are removed
+run 3: ROCK-6 comes back with 80 GB of storage; ROCK-12 comes back as it was
 """
 
 from __future__ import annotations

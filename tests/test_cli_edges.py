@@ -43,13 +43,20 @@ def database_files(tmp_path) -> list[str]:
     "url, message",
     [
         ("nonsense", f"not a database URL katapult-etl supports: 'nonsense' {SUPPORTED}"),
-        ("oracle://scott:tiger@db/orcl", f"not a database URL katapult-etl supports: 'oracle://scott:***@db/orcl' {SUPPORTED}"),
-        ("postgres://admin@db/prod", f"not a database URL katapult-etl supports: 'postgres://admin@db/prod' {SUPPORTED}"),
+        (
+            "oracle://scott:tiger@db/orcl",
+            f"not a database URL katapult-etl supports: 'oracle://scott:***@db/orcl' {SUPPORTED}",
+        ),
+        (
+            "postgres://admin@db/prod",
+            f"not a database URL katapult-etl supports: 'postgres://admin@db/prod' {SUPPORTED}",
+        ),
     ],
     ids=["nonsense", "oracle", "postgres-scheme"],
 )
-def test_an_unsupported_database_url_is_one_line_and_exit_2_on_every_command(run, tmp_path, monkeypatch, command,
-                                                                             url, message):
+def test_an_unsupported_database_url_is_one_line_and_exit_2_on_every_command(
+    run, tmp_path, monkeypatch, command, url, message
+):
     monkeypatch.chdir(tmp_path)
 
     result = run(*words(command), "--database-url", url)
@@ -81,7 +88,10 @@ def test_a_file_that_is_not_a_database_is_one_line_and_no_lock_file_on_every_com
         (["--retry-budget", "-1"], "--retry-budget must be 0 seconds or more, not -1"),
         (["--per-page", "0"], "--per-page must be between 1 and 200, not 0"),
         (["--concurrency", "0"], "--concurrency must be between 1 and 16, not 0"),
-        (["--token-file", "/nonexistent/token"], "cannot read the token file /nonexistent/token: No such file or directory"),
+        (
+            ["--token-file", "/nonexistent/token"],
+            "cannot read the token file /nonexistent/token: No such file or directory",
+        ),
     ],
 )
 def test_a_bad_sync_option_is_one_line_exit_2_and_writes_nothing(run, api, tmp_path, args, message):
@@ -168,9 +178,20 @@ def test_sync_json_prints_one_object_the_only_line_on_stdout(run, api, tmp_path)
     summary = json.loads(line)
     assert summary.pop("seconds") >= 0
     assert summary == {
-        "run_id": 1, "scope": "public", "api": "public", "status": "succeeded", "exit_code": 0,
-        "pages_fetched": 3, "requests": 3, "retries": 0, "packages_seen": 12, "created": 12, "updated": 0,
-        "restored": 0, "removed": 0, "unchanged": 0,
+        "run_id": 1,
+        "scope": "public",
+        "api": "public",
+        "status": "succeeded",
+        "exit_code": 0,
+        "pages_fetched": 3,
+        "requests": 3,
+        "retries": 0,
+        "packages_seen": 12,
+        "created": 12,
+        "updated": 0,
+        "restored": 0,
+        "removed": 0,
+        "unchanged": 0,
     }
 
 
@@ -214,7 +235,11 @@ def test_abbreviations_are_refused_with_the_given_commands_usage(run, tmp_path, 
 
 def test_katapult_api_key_without_katapult_api_token_is_warned_about(run, api, tmp_path):
     result = run(
-        "sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url,
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        api.url,
         env={"KATAPULT_API_KEY": "a-terraform-token"},
     )
 
@@ -277,7 +302,12 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchem
 @pytest.mark.parametrize(
     "args",
     [
-        ["--help"], ["--version"], ["sync", "--help"], ["runs", "--help"], ["schema", "--help"], ["sync", "--dry"],
+        ["--help"],
+        ["--version"],
+        ["sync", "--help"],
+        ["runs", "--help"],
+        ["schema", "--help"],
+        ["sync", "--dry"],
         ["sync", "--read-timeout", "0"],
     ],
     ids=["help", "version", "sync-help", "runs-help", "schema-help", "usage-error", "bad-value"],
@@ -297,7 +327,10 @@ def test_the_query_commands_never_import_alembic(run, api, tmp_path, command):
 
     finished = subprocess.run(
         [sys.executable, "-c", IMPORTED, *command, "--database-url", database_url],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
 
     assert finished.returncode == 0, finished.stderr
@@ -310,7 +343,10 @@ def test_alembics_lines_appear_only_when_a_migration_runs(run, api, tmp_path):
     first = run("sync", "-v", "--database-url", database_url, "--api-url", api.url)
     second = run("sync", "-v", "--database-url", database_url, "--api-url", api.url)
 
-    assert "katapult-etl: INFO Running upgrade  -> 0001, The initial schema: groups, packages, their listings per scope, versions, and sync runs." in first.err.splitlines()
+    assert (
+        "katapult-etl: INFO Running upgrade  -> 0001, The initial schema: groups, packages, their listings per scope, "
+        "versions, and sync runs." in first.err.splitlines()
+    )
     assert "Context impl" in first.err
     assert "Context impl" not in second.err and "Running upgrade" not in second.err
     assert "katapult-etl: INFO run 2 of public started" in second.err.splitlines()
@@ -359,7 +395,9 @@ def test_retry_warnings_carry_page_attempt_delay_and_error_in_json(run, api, tmp
 
     api.add_fault(Fault(error_code="service_unavailable", headers={"Retry-After": "2"}))
 
-    result = run("sync", "--log-format", "json", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url)
+    result = run(
+        "sync", "--log-format", "json", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url
+    )
 
     assert result.exit_code == 0
     [warning] = [json.loads(line) for line in result.err.splitlines() if '"warning"' in line]

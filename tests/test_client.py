@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -16,9 +16,7 @@ from etl.fakeapi import DEFAULT_TOKEN, Fault
 
 def client_for(api, sleeps, clock=lambda: 0.0, **settings):
     """A client whose sleeps are only recorded, and whose clock stands still unless a test moves it."""
-    return KatapultClient(
-        Settings(api_url=api.url, **settings), sleep=sleeps.append, clock=clock, rng=random.Random(7)
-    )
+    return KatapultClient(Settings(api_url=api.url, **settings), sleep=sleeps.append, clock=clock, rng=random.Random(7))
 
 
 def test_a_page_of_the_public_api(api):
@@ -53,9 +51,10 @@ def test_attempts_per_request_are_bounded(api):
     api.add_fault(Fault(status=500), times=10)
     sleeps: list[float] = []
 
-    with client_for(api, sleeps, retry=RetryPolicy(max_attempts=3)) as client, pytest.raises(
-        RetryBudgetExhausted
-    ) as gave_up:
+    with (
+        client_for(api, sleeps, retry=RetryPolicy(max_attempts=3)) as client,
+        pytest.raises(RetryBudgetExhausted) as gave_up,
+    ):
         client.fetch_page(1, 200)
 
     assert len(api.requests) == 3 and len(sleeps) == 2
@@ -102,5 +101,5 @@ def test_retry_after_in_seconds(header, seconds):
 
 
 def test_retry_after_as_an_http_date():
-    when = datetime.now(timezone.utc) + timedelta(seconds=30)
+    when = datetime.now(UTC) + timedelta(seconds=30)
     assert 25 <= parse_retry_after(format_datetime(when, usegmt=True)) <= 30

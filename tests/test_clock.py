@@ -4,14 +4,14 @@ history: each time a run records is the later of its clock and just after the ne
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from etl.clock import RESOLUTION, RunClock
 
 from .helpers import query
 from .scenario import ROCK_1, ROCK_6, ROCK_12, run_times, sync
 
-NOON = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TICK = RESOLUTION
 
 
@@ -36,8 +36,7 @@ def test_a_clock_set_back_an_hour_cannot_break_the_history(cli, database_url, ap
 
     # Run 2 merged just after it started at noon, and finished then: run 3 starts a tick later.
     assert result.err == (
-        "katapult-etl: WARNING the clock is 3600.0 s behind the last recorded run: "
-        "using 2026-03-01T12:00:00.000002Z\n"
+        "katapult-etl: WARNING the clock is 3600.0 s behind the last recorded run: using 2026-03-01T12:00:00.000002Z\n"
     )
     assert "updated=1 restored=1 removed=1" in result.out
     times = run_times(database_url)
@@ -57,13 +56,20 @@ def test_a_clock_set_back_an_hour_cannot_break_the_history(cli, database_url, ap
         (3, NOON + 3 * TICK, None),
     ]
     assert changes(cli, database_url) == [
-        ("created", 1, ROCK_1), ("updated", 2, ROCK_1), ("updated", 3, ROCK_1),
-        ("created", 1, ROCK_6), ("removed", 3, ROCK_6),
-        ("created", 1, ROCK_12), ("removed", 2, ROCK_12), ("restored", 3, ROCK_12),
+        ("created", 1, ROCK_1),
+        ("updated", 2, ROCK_1),
+        ("updated", 3, ROCK_1),
+        ("created", 1, ROCK_6),
+        ("removed", 3, ROCK_6),
+        ("created", 1, ROCK_12),
+        ("removed", 2, ROCK_12),
+        ("restored", 3, ROCK_12),
     ]
     history = cli("history", "--database-url", database_url, "--json", ROCK_12)
     assert [(c["change_type"], c["sync_run_id"]) for c in json.loads(history.out)] == [
-        ("created", 1), ("removed", 2), ("restored", 3)
+        ("created", 1),
+        ("removed", 2),
+        ("restored", 3),
     ]
 
 
@@ -86,11 +92,11 @@ def changes(cli, database_url):
 
 def _utc(value):
     """A time as the database driver gives it (naive UTC text or datetime on SQLite and MariaDB)."""
-    if value is None or isinstance(value, datetime) and value.tzinfo is not None:
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
         return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)
 
 
 def test_the_run_clock_never_goes_back_and_warns_once(caplog):

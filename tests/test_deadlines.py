@@ -54,8 +54,10 @@ def test_a_trickling_body_fails_its_attempt_at_the_read_timeout(api):
     api.add_fault(TRICKLE)
     sleeps: list[float] = []
 
-    with make_client(api, sleeps, clock=time.monotonic, read_timeout=1.0,
-                     retry=RetryPolicy(max_attempts=1)) as client, pytest.raises(RetryBudgetExhausted) as gave_up:
+    with (
+        make_client(api, sleeps, clock=time.monotonic, read_timeout=1.0, retry=RetryPolicy(max_attempts=1)) as client,
+        pytest.raises(RetryBudgetExhausted) as gave_up,
+    ):
         client.fetch_page(1, 200)
 
     assert str(gave_up.value) == "gave up on page 1 after 1 attempts: no whole answer for page 1 within 1 s"
@@ -97,9 +99,9 @@ def test_the_retry_budget_counts_the_time_of_failed_attempts(api):
     api.add_fault(Fault(status=503, headers={"Retry-After": "40"}), times=10)
     sleeps: list[float] = []
 
-    with make_client(api, sleeps, clock=clock, retry=RetryPolicy(max_attempts=10, run_budget_seconds=100)) as client:
-        with pytest.raises(RetryBudgetExhausted) as gave_up:
-            client.fetch_page(1, 200)
+    retry = RetryPolicy(max_attempts=10, run_budget_seconds=100)
+    with make_client(api, sleeps, clock=clock, retry=retry) as client, pytest.raises(RetryBudgetExhausted) as gave_up:
+        client.fetch_page(1, 200)
 
     # 20 failed + 40 waited, 20 + 20 more (the wait cut to what is left), then the third attempt spends it.
     assert sleeps == [40.0, 20.0]
@@ -189,7 +191,9 @@ def test_concurrency_over_the_bound_is_a_usage_error_and_writes_nothing(cli, dat
     result = sync(cli, database_url, api, "--concurrency", "17")
 
     assert (result.exit_code, result.out, result.err) == (
-        2, "", "katapult-etl: --concurrency must be between 1 and 16, not 17\n"
+        2,
+        "",
+        "katapult-etl: --concurrency must be between 1 and 16, not 17\n",
     )
     assert api.requests == []
     assert every_table(database_url) == {}

@@ -80,8 +80,7 @@ def test_the_demos_first_sync_stores_katapults_recorded_catalogue(cli, tmp_path)
 
     first_versions = query(
         f"sqlite:///{database}",
-        "SELECT package_id, name, cpu_cores, memory_in_gb, storage_in_gb FROM package_snapshots "
-        "WHERE sync_run_id = 1",
+        "SELECT package_id, name, cpu_cores, memory_in_gb, storage_in_gb FROM package_snapshots WHERE sync_run_id = 1",
     )
     assert sorted(first_versions) == sorted(RECORDED_PUBLIC_CATALOGUE)
 

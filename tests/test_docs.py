@@ -28,7 +28,17 @@ COMMANDS = subcommands(build_parser())
 
 
 def test_the_commands_are_the_documented_ones():
-    assert sorted(COMMANDS) == ["changes", "db current", "db upgrade", "demo", "history", "packages", "runs", "schema", "sync"]
+    assert sorted(COMMANDS) == [
+        "changes",
+        "db current",
+        "db upgrade",
+        "demo",
+        "history",
+        "packages",
+        "runs",
+        "schema",
+        "sync",
+    ]
     for name in COMMANDS:
         assert f"`katapult-etl {name}" in README, name
 

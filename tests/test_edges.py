@@ -28,7 +28,9 @@ def test_a_token_file_that_is_not_utf8_is_a_usage_error(cli, api, tmp_path):
     result = sync(cli, f"sqlite:///{database}", api, "--token-file", str(token_file))
 
     assert (result.exit_code, result.out, result.err) == (
-        2, "", f"katapult-etl: the token file {token_file} is not UTF-8 text\n"
+        2,
+        "",
+        f"katapult-etl: the token file {token_file} is not UTF-8 text\n",
     )
     assert not database.exists() and api.requests == []
 
@@ -49,12 +51,15 @@ def writable_folder_made_read_only(folder: Path) -> Iterator[contextlib.ExitStac
     if as_root:
         mounted = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=16m,mode=700", "tmpfs", str(folder)],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if mounted.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs to make a read-only folder: {mounted.stderr.strip()}")
     try:
         with contextlib.ExitStack() as stack:
+
             def make_read_only(read_only: bool = True) -> None:
                 if as_root:
                     mode = "remount,ro" if read_only else "remount,rw"
@@ -89,7 +94,9 @@ def test_a_read_only_folder_with_a_database_is_one_line_and_changes_nothing(cli,
         result = sync(cli, url, api)
 
         assert (result.exit_code, result.out, result.err) == (
-            1, "", f"katapult-etl: cannot create the run lock file {database}.lock: {read_only_error()}\n"
+            1,
+            "",
+            f"katapult-etl: cannot create the run lock file {database}.lock: {read_only_error()}\n",
         )
         ro.make_read_only(False)
         assert every_table(url) == before
@@ -105,7 +112,9 @@ def test_a_read_only_folder_without_a_database_is_one_line(cli, api, tmp_path):
         result = sync(cli, f"sqlite:///{database}", api)
 
         assert (result.exit_code, result.out, result.err) == (
-            1, "", f"katapult-etl: cannot create the SQLite database {database}: {read_only_error()}\n"
+            1,
+            "",
+            f"katapult-etl: cannot create the SQLite database {database}: {read_only_error()}\n",
         )
         assert api.requests == []
         ro.make_read_only(False)

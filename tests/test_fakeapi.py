@@ -15,8 +15,7 @@ TOKEN = "tok_good"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 # As Katapult's API words them in recorded answers.
-MISSING_TOKEN = ("No API token was provided in the Authorization header. "
-                 "Ensure a token is provided prefixed with Bearer")
+MISSING_TOKEN = "No API token was provided in the Authorization header. Ensure a token is provided prefixed with Bearer"
 INVALID_TOKEN = "The API token provided was not valid (it may not exist or have expired)"
 SCOPE_NOT_GRANTED = "The scope required for this action has not been granted to the API token"
 ORG_NOT_FOUND = "No organization was found matching any of the criteria provided in the arguments"
@@ -83,8 +82,7 @@ def test_pagination_totals_and_short_last_page(serve, session):
     fake = serve(catalogue)
     pages = [core(fake, session, page=n, per_page=20).json() for n in (1, 2, 3)]
     assert [p["pagination"] for p in pages] == [
-        {"current_page": n, "total_pages": 3, "total": 45, "per_page": 20, "large_set": False}
-        for n in (1, 2, 3)
+        {"current_page": n, "total_pages": 3, "total": 45, "per_page": 20, "large_set": False} for n in (1, 2, 3)
     ]
     assert [len(p["virtual_machine_packages"]) for p in pages] == [20, 20, 5]
     walked = [pkg for p in pages for pkg in p["virtual_machine_packages"]]
@@ -113,7 +111,11 @@ def test_large_set_hides_totals_above_the_threshold(serve, session):
     fake = serve(synthetic_catalogue(1001))
     body = core(fake, session, page=6, per_page=200).json()
     assert body["pagination"] == {
-        "current_page": 6, "total_pages": None, "total": None, "per_page": 200, "large_set": True,
+        "current_page": 6,
+        "total_pages": None,
+        "total": None,
+        "per_page": 200,
+        "large_set": True,
     }
     assert [p["name"] for p in body["virtual_machine_packages"]] == ["PKG-01001"]
 
@@ -130,14 +132,17 @@ def test_force_large_set(fake, session):
     assert pagination == {"current_page": 1, "total_pages": None, "total": None, "per_page": 30, "large_set": True}
 
 
-@pytest.mark.parametrize("params, argument, value, issue", [
-    ({"per_page": "201"}, "per_page", "201", "must be between 1 and 200"),
-    ({"per_page": "0"}, "per_page", "0", "must be between 1 and 200"),
-    ({"per_page": "ten"}, "per_page", "ten", "must be an integer"),
-    ({"page": "0"}, "page", "0", "must be at least 1"),
-    ({"page": "-1"}, "page", "-1", "must be at least 1"),
-    ({"page": "1.5"}, "page", "1.5", "must be an integer"),
-])
+@pytest.mark.parametrize(
+    "params, argument, value, issue",
+    [
+        ({"per_page": "201"}, "per_page", "201", "must be between 1 and 200"),
+        ({"per_page": "0"}, "per_page", "0", "must be between 1 and 200"),
+        ({"per_page": "ten"}, "per_page", "ten", "must be an integer"),
+        ({"page": "0"}, "page", "0", "must be at least 1"),
+        ({"page": "-1"}, "page", "-1", "must be at least 1"),
+        ({"page": "1.5"}, "page", "1.5", "must be an integer"),
+    ],
+)
 def test_bad_pagination_arguments_are_invalid_argument(fake, session, params, argument, value, issue):
     response = core(fake, session, **params)
     assert response.status_code == 400
@@ -175,7 +180,9 @@ def test_token_without_read_scope(serve, session):
     response = core(fake, session, headers={"Authorization": "Bearer tok_dns"})
     assert response.status_code == 403
     assert error_of(response) == {
-        "code": "scope_not_granted", "description": SCOPE_NOT_GRANTED, "detail": {"scopes": [READ_SCOPE]},
+        "code": "scope_not_granted",
+        "description": SCOPE_NOT_GRANTED,
+        "detail": {"scopes": [READ_SCOPE]},
     }
 
 
@@ -190,7 +197,11 @@ def org_fake(serve) -> FakeKatapult:
 def test_organization_packages_follow_the_public_ones(org_fake, session, lookup):
     body = core(org_fake, session, per_page=15, page=2, **lookup).json()
     assert body["pagination"] == {
-        "current_page": 2, "total_pages": 2, "total": 23, "per_page": 15, "large_set": False,
+        "current_page": 2,
+        "total_pages": 2,
+        "total": 23,
+        "per_page": 15,
+        "large_set": False,
     }
     expected = public_catalogue()[15:] + synthetic_catalogue(3, seed=7, privacy="private")
     assert body["virtual_machine_packages"] == expected
@@ -240,7 +251,8 @@ def test_unknown_route(fake, session):
     response = session.get(fake.url + "/core/v1/virtual_machines", headers=AUTH)
     assert response.status_code == 404
     assert error_of(response) == {
-        "code": "route_not_found", "description": "No route matches '/core/v1/virtual_machines' for GET",
+        "code": "route_not_found",
+        "description": "No route matches '/core/v1/virtual_machines' for GET",
         "detail": {},
     }
 
@@ -363,7 +375,9 @@ def test_rate_limit_headers_count_down_then_429(serve, session):
     assert [r.headers["X-Ratelimit-Permitted"] for r in responses] == ["3"] * 4
     assert [r.headers["X-Ratelimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
     assert error_of(responses[3]) == {
-        "code": "rate_limit_reached", "description": RATE_LIMITED, "detail": {"total_permitted": 3},
+        "code": "rate_limit_reached",
+        "description": RATE_LIMITED,
+        "detail": {"total_permitted": 3},
     }
     assert "Retry-After" not in responses[3].headers
     assert session.get(fake.url + PUBLIC_PATH).status_code == 429  # every endpoint is limited
@@ -383,7 +397,9 @@ def test_fault_status_error_code_and_headers_then_normal_again(fake, session):
     assert response.headers["Retry-After"] == "1"
     assert response.headers["X-Ratelimit-Remaining"] == "599"
     assert error_of(response) == {
-        "code": "rate_limit_reached", "description": RATE_LIMITED, "detail": {"total_permitted": 600},
+        "code": "rate_limit_reached",
+        "description": RATE_LIMITED,
+        "detail": {"total_permitted": 600},
     }
     assert core(fake, session).status_code == 200
 
@@ -452,7 +468,7 @@ def test_fault_truncated_body_with_stream_fails_on_read(fake, session):
     response = session.get(fake.url + CORE_PATH, headers=AUTH, stream=True, timeout=5)
     assert response.status_code == 200
     with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
-        response.content
+        _ = response.content  # reading the body is what fails
 
 
 def test_page_specific_fault_waits_for_its_page(fake, session):

@@ -26,7 +26,6 @@ from etl.catalogue import synthetic_catalogue
 from etl.database import alembic_config, head_revision
 from etl.fakeapi import DEFAULT_TOKEN, ERRORS, Fault
 
-from .helpers import query, scalar
 from .dbstate import (
     catalogue_tables,
     current_versions,
@@ -35,6 +34,7 @@ from .dbstate import (
     runs,
     sync,
 )
+from .helpers import query, scalar
 
 TOKEN_ENV = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
 # The seeded catalogue has a package gone: a walk that misses it is confirmed by a second walk, of
@@ -96,9 +96,15 @@ def assert_changed_nothing(database_url, seeded, result, message: str) -> None:
 def page_json(api, number: int, **pagination: Any) -> bytes:
     """The body of page `number` (five packages a page), with `pagination` overriding the real block."""
     total = len(api.packages)
-    block = {"current_page": number, "total_pages": -(-total // 5), "total": total, "per_page": 5,
-             "large_set": False, **pagination}
-    return json.dumps({"pagination": block, "packages": api.packages[(number - 1) * 5:number * 5]}).encode()
+    block = {
+        "current_page": number,
+        "total_pages": -(-total // 5),
+        "total": total,
+        "per_page": 5,
+        "large_set": False,
+        **pagination,
+    }
+    return json.dumps({"pagination": block, "packages": api.packages[(number - 1) * 5 : number * 5]}).encode()
 
 
 def requests_for_page(api, number: int) -> int:
@@ -242,6 +248,7 @@ def test_keys_older_api_versions_left_out_become_null(cli, database_url, api, se
 
 # -- pages that do not add up ----------------------------------------------------------------------
 
+
 def test_a_page_other_than_the_one_asked_for_fails_the_run(cli, database_url, api, seeded):
     api.add_fault(Fault(body=page_json(api, 1), page=2))
 
@@ -328,8 +335,10 @@ def test_items_shifting_on_every_walk_land_but_remove_nothing(cli, database_url,
         "13 packages in 3 pages on page 1, 14 packages in 3 pages on page 2"
     )
     assert result.exit_code == 3
-    assert result.out.startswith("sync incomplete: scope=public api=public pages=6 packages_seen=13 created=2 "
-                                 "updated=1 restored=0 removed=0 unchanged=10 ")
+    assert result.out.startswith(
+        "sync incomplete: scope=public api=public pages=6 packages_seen=13 created=2 "
+        "updated=1 restored=0 removed=0 unchanged=10 "
+    )
     assert last_line(result.err) == error_line(reason)
     assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [
         ("incomplete", reason)
@@ -342,6 +351,7 @@ def test_items_shifting_on_every_walk_land_but_remove_nothing(cli, database_url,
 
 
 # -- refusals: no retry, Katapult's code and description in the message ---------------------------
+
 
 def _missing_token(api) -> tuple[list[str], dict[str, str]]:
     api.add_fault(Fault(error_code="missing_api_token"))  # the tool always sends one: Katapult lost it
@@ -406,8 +416,10 @@ def test_when_no_page_size_is_accepted_the_run_fails(cli, database_url, api, see
 
     assert [r.query["per_page"] for r in api.requests] == ["200", "100", "30"]
     assert_changed_nothing(
-        database_url, seeded, result, "Katapult API refused the request: HTTP 400 invalid_argument: "
-        "The 'per_page' argument is invalid",
+        database_url,
+        seeded,
+        result,
+        "Katapult API refused the request: HTTP 400 invalid_argument: The 'per_page' argument is invalid",
     )
 
 
@@ -419,16 +431,21 @@ def test_an_api_that_refuses_connections_fails_after_max_attempts(cli, database_
     result = cli("sync", "--database-url", database_url, "--api-url", f"http://127.0.0.1:{port}", "--max-attempts", "2")
 
     assert_changed_nothing(
-        database_url, seeded, result, f"gave up on page 1 after 2 attempts: cannot connect to http://127.0.0.1:{port}: connection refused"
+        database_url,
+        seeded,
+        result,
+        f"gave up on page 1 after 2 attempts: cannot connect to http://127.0.0.1:{port}: connection refused",
     )
     assert len(cli.sleeps) == 1
 
 
 # -- the database ----------------------------------------------------------------------------------
 
+
 def test_an_unreachable_database_fails_with_exit_1(cli, api):
-    result = cli("sync", "--database-url", "postgresql+psycopg://etl:hunter2@127.0.0.1:1/katapult",
-                 "--api-url", api.url)
+    result = cli(
+        "sync", "--database-url", "postgresql+psycopg://etl:hunter2@127.0.0.1:1/katapult", "--api-url", api.url
+    )
 
     assert result.exit_code == 1
     assert result.out == ""
@@ -557,8 +574,9 @@ def test_a_database_made_by_the_oldest_migration_is_upgraded_and_keeps_its_data(
         "SELECT valid_to IS NULL, memory_in_gb, sync_run_id FROM package_snapshots "
         "WHERE package_id = 'vmpkg_dhG25G5SX3HrA5j5' ORDER BY valid_from",
     ) == [(False, 2, 1), (True, 1, 2)]
-    assert str(scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_dhG25G5SX3HrA5j5'")
-               ).startswith("2025-01-01")
+    assert str(
+        scalar(database_url, "SELECT first_seen_at FROM packages WHERE id = 'vmpkg_dhG25G5SX3HrA5j5'")
+    ).startswith("2025-01-01")
 
 
 # Rows as the first release wrote them: ROCK-1 with 2 GB (since grown... to 1 GB on the fake API).

@@ -116,11 +116,10 @@ def test_never_more_requests_in_flight_than_allowed_and_allow_lowers_it():
 def test_a_failed_fetch_raises_when_its_turn_comes_and_the_rest_are_not_started():
     pages = Pages(released=set(range(1, 50)))
     pages.failing.add(2)
-    with pytest.raises(RuntimeError, match="page 2 failed"):
-        with OrderedFetcher(pages, concurrency=1, window=2) as fetcher:
-            fetcher.want(range(1, 50))
-            assert fetcher.next() == (1, "page 1")
-            fetcher.next()
+    with pytest.raises(RuntimeError, match="page 2 failed"), OrderedFetcher(pages, concurrency=1, window=2) as fetcher:
+        fetcher.want(range(1, 50))
+        assert fetcher.next() == (1, "page 1")
+        fetcher.next()
     assert len(pages.started) <= 4  # pages 1 and 2, and at most the window of two behind them: not 49
 
 

@@ -187,14 +187,22 @@ def current_packages(connection: Any) -> dict[str, tuple]:
     rows = connection.execute(
         text("SELECT id, name, cpu_cores, memory_in_gb, use_dedicated_cpus, group_id, group_name FROM current_packages")
     )
-    return {package_id: (name, cpu, memory, bool(dedicated), group_id, group_name)
-            for package_id, name, cpu, memory, dedicated, group_id, group_name in rows}
+    return {
+        package_id: (name, cpu, memory, bool(dedicated), group_id, group_name)
+        for package_id, name, cpu, memory, dedicated, group_id, group_name in rows
+    }
 
 
 def current_row(raw: dict[str, Any]) -> tuple:
     group = raw["group"] or {}
-    return (raw["name"], raw["cpu_cores"], raw["memory_in_gb"], raw["use_dedicated_cpus"], group.get("id"),
-            group.get("name"))
+    return (
+        raw["name"],
+        raw["cpu_cores"],
+        raw["memory_in_gb"],
+        raw["use_dedicated_cpus"],
+        group.get("id"),
+        group.get("name"),
+    )
 
 
 def _no_sleep(seconds: float) -> None:

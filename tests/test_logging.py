@@ -108,8 +108,15 @@ def test_json_logs_end_with_a_run_finished_record_without_v(cli, tmp_path, twelv
         "status": "succeeded",
         "exit_code": 0,
         "counts": {
-            "pages_fetched": 3, "requests": 4, "retries": 1, "packages_seen": 12, "created": 12, "updated": 0,
-            "restored": 0, "removed": 0, "unchanged": 0,
+            "pages_fetched": 3,
+            "requests": 4,
+            "retries": 1,
+            "packages_seen": 12,
+            "created": 12,
+            "updated": 0,
+            "restored": 0,
+            "removed": 0,
+            "unchanged": 0,
         },
     }
 
@@ -143,7 +150,12 @@ def run_with_stderr(stderr, tmp_path, api, *extra) -> subprocess.CompletedProces
     command = [sys.executable, "-m", "etl", "sync", "--database-url", database_url, "--api-url", api.url]
     return subprocess.run(
         [*command, "--per-page", "5", "--concurrency", "1", *extra],
-        stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=True, timeout=60,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        timeout=60,
     )
 
 

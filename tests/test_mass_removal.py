@@ -7,8 +7,8 @@ import pytest
 
 from etl.catalogue import synthetic_catalogue
 
-from .helpers import query, scalar
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, sync
+from .helpers import query, scalar
 
 REFUSED = (
     "mass removal refused: {missing} of the 12 packages listed in public are missing; nothing removed "
@@ -37,8 +37,10 @@ def test_removing_more_than_half_is_refused_but_changes_land(cli, database_url, 
     reason = REFUSED.format(missing=7)
     assert result.exit_code == 4
     # pages=4: the 7 missing are confirmed by a second walk before the guard counts them.
-    assert result.out.startswith("sync incomplete: scope=public api=public pages=4 packages_seen=6 created=1 "
-                                 "updated=1 restored=0 removed=0 unchanged=4 ")
+    assert result.out.startswith(
+        "sync incomplete: scope=public api=public pages=4 packages_seen=6 created=1 "
+        "updated=1 restored=0 removed=0 unchanged=4 "
+    )
     assert result.err == f"katapult-etl: {reason}\n"
     assert query(database_url, "SELECT status, error, removed FROM sync_runs ORDER BY id DESC LIMIT 1") == [
         ("incomplete", reason, 0)

@@ -31,7 +31,15 @@ def sqlite_url(tmp_path) -> str:
 
 def sync(cli, database_url, api, metrics, *extra):
     return cli(
-        "sync", "--database-url", database_url, "--api-url", api.url, "--per-page", "5", "--metrics-file", str(metrics),
+        "sync",
+        "--database-url",
+        database_url,
+        "--api-url",
+        api.url,
+        "--per-page",
+        "5",
+        "--metrics-file",
+        str(metrics),
         *extra,
     )
 
@@ -96,7 +104,7 @@ def assert_lines_match(path, expected: list[str | re.Pattern[str]]) -> None:
     lines = path.read_text().split("\n")
     assert lines.pop() == "", "the file ends with a newline"
     assert len(lines) == len(expected), lines
-    for line, wanted in zip(lines, expected):
+    for line, wanted in zip(lines, expected, strict=True):
         assert wanted.fullmatch(line) if isinstance(wanted, re.Pattern) else line == wanted, (line, wanted)
 
 

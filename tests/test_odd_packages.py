@@ -17,8 +17,8 @@ from etl.catalogue import synthetic_catalogue
 from etl.dialects import BulkInsert
 from etl.errors import DatabaseError
 
-from .helpers import query
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, listed_catalogue, sync
+from .helpers import query
 
 ODD = 6  # the odd package's place in the catalogue: page 2 at five packages a page
 
@@ -120,13 +120,11 @@ def test_an_odd_new_package_is_not_created_and_the_run_names_it(cli, database_ur
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert query(database_url, "SELECT COUNT(*) FROM packages WHERE id = :id", id=newcomer["id"]) == [(0,)]
     assert listed_catalogue(database_url) == expected_catalogue(api.packages[:-1])
-    assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [
-        ("incomplete", line)
-    ]
+    assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [("incomplete", line)]
 
 
 def test_every_odd_package_is_named_once(cli, database_url, api, synced):
-    for index, spoil in zip((1, ODD), (_text_for_number, _nul_in_name)):
+    for index, spoil in zip((1, ODD), (_text_for_number, _nul_in_name), strict=True):
         spoil(api.packages[index])
     first, second = api.packages[1]["id"], api.packages[ODD]["id"]
     line = (
@@ -137,9 +135,7 @@ def test_every_odd_package_is_named_once(cli, database_url, api, synced):
     result = sync(cli, database_url, api)
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
-    assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [
-        ("incomplete", line)
-    ]
+    assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [("incomplete", line)]
 
 
 def _without_id(package: dict[str, Any]) -> str:
@@ -186,8 +182,7 @@ def test_a_dry_run_reports_an_odd_package_the_same_way(cli, database_url, api, s
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert result.out.startswith(
-        "dry run: scope=public api=public pages=4 packages_seen=7 created=1 updated=1 restored=0 removed=1 "
-        "unchanged=5 "
+        "dry run: scope=public api=public pages=4 packages_seen=7 created=1 updated=1 restored=0 removed=1 unchanged=5 "
     )
     assert catalogue_tables(database_url) == landed
     assert query(database_url, "SELECT COUNT(*) FROM sync_runs") == [(1,)]

@@ -44,7 +44,12 @@ def test_the_pacer_follows_the_lowest_count_of_the_last_pages():
 
     # 101 and 102 arrived out of order behind 99: still 3. 60 brings 2 until four newer pages pass.
     assert seen == [
-        (99, True, 3), (101, False, 3), (102, False, 3), (98, False, 3), (97, False, 3), (60, True, 2),
+        (99, True, 3),
+        (101, False, 3),
+        (102, False, 3),
+        (98, False, 3),
+        (97, False, 3),
+        (60, True, 2),
         (103, False, 2),
     ]
     assert pacer.remaining == 60
@@ -93,9 +98,9 @@ def test_a_run_low_on_allowance_fetches_fewer_pages_at_a_time(cli, tmp_path, slo
     assert slowdowns[0] == (79, 3)
     assert [fetchers for _, fetchers in slowdowns] == [3, 2]
     assert 70 <= slowdowns[1][0] < 75  # below three quarters of the reserve of 100
-    assert query(f"sqlite:///{tmp_path / 'k.db'}", "SELECT status, requests, retries, packages_seen FROM sync_runs") == [
-        ("succeeded", 10, 0, 1000)
-    ]
+    assert query(
+        f"sqlite:///{tmp_path / 'k.db'}", "SELECT status, requests, retries, packages_seen FROM sync_runs"
+    ) == [("succeeded", 10, 0, 1000)]
 
 
 def test_a_nearly_spent_allowance_fetches_one_page_at_a_time(cli, tmp_path, slow_catalogue):

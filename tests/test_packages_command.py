@@ -63,13 +63,29 @@ def test_the_catalogue_as_it_was_at_each_run(cli, database_url, three_runs):
     merged = three_runs
 
     assert read(cli, database_url, "--at", iso(merged[1])) == [
-        HEADER, BOULDER_20, ROCK_1, ROCK_3, ROCK_6, ROCK_12, ROCK_18
+        HEADER,
+        BOULDER_20,
+        ROCK_1,
+        ROCK_3,
+        ROCK_6,
+        ROCK_12,
+        ROCK_18,
     ]
     assert read(cli, database_url, "--at", iso(merged[2])) == [
-        HEADER, BOULDER_20, ROCK_1_BIGGER, ROCK_3, ROCK_12, ROCK_18
+        HEADER,
+        BOULDER_20,
+        ROCK_1_BIGGER,
+        ROCK_3,
+        ROCK_12,
+        ROCK_18,
     ]
     assert read(cli, database_url, "--at", iso(merged[3] - timedelta(microseconds=1))) == [
-        HEADER, BOULDER_20, ROCK_1_BIGGER, ROCK_3, ROCK_12, ROCK_18
+        HEADER,
+        BOULDER_20,
+        ROCK_1_BIGGER,
+        ROCK_3,
+        ROCK_12,
+        ROCK_18,
     ]
     before = merged[1] - timedelta(seconds=1)
     assert read(cli, database_url, "--at", iso(before)) == [f"no packages listed at {second(before)}"]
@@ -113,10 +129,12 @@ def test_a_scope_shows_only_what_that_scope_listed(cli, database_url, api):
     assert read(cli, database_url, "--scope", acme) == [header, rock_1, rock_3]
     assert read(cli, database_url, "--scope", "public", "--removed") == ["no packages removed that public listed"]
     assert [row["name"] for row in json.loads("".join(read(cli, database_url, "--scope", acme, "--json")))] == [
-        "ROCK-1", "ROCK-3"
+        "ROCK-1",
+        "ROCK-3",
     ]
-    assert [row["name"] for row in json.loads("".join(read(cli, database_url, "--scope", acme, "--removed",
-                                                             "--json")))] == ["ACME-1"]
+    assert [
+        row["name"] for row in json.loads("".join(read(cli, database_url, "--scope", acme, "--removed", "--json")))
+    ] == ["ACME-1"]
 
 
 def test_a_scope_no_run_had_is_a_usage_error(cli, database_url, api):
@@ -147,10 +165,20 @@ def test_json_jsonl_and_csv_carry_every_column(cli, tmp_path, api):
     sync(cli, url, api)
     merged = iso(merge_times(url)[1])
     rock_1 = {
-        "id": "vmpkg_dhG25G5SX3HrA5j5", "name": "ROCK-1", "permalink": "rock-1", "cpu_cores": 1, "memory_in_gb": 1,
-        "storage_in_gb": 10, "monthly_bandwidth_allowance_in_gb": 1024, "ipv4_addresses": 1,
-        "use_dedicated_cpus": False, "privacy": "public", "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl",
-        "group_name": "Standard vCPU", "valid_from": merged, "removed_at": None,
+        "id": "vmpkg_dhG25G5SX3HrA5j5",
+        "name": "ROCK-1",
+        "permalink": "rock-1",
+        "cpu_cores": 1,
+        "memory_in_gb": 1,
+        "storage_in_gb": 10,
+        "monthly_bandwidth_allowance_in_gb": 1024,
+        "ipv4_addresses": 1,
+        "use_dedicated_cpus": False,
+        "privacy": "public",
+        "group_id": "vmpkgrp_P5kCZvAtvXRC3sVl",
+        "group_name": "Standard vCPU",
+        "valid_from": merged,
+        "removed_at": None,
     }
 
     assert json.loads("\n".join(read(cli, url, "--json"))) == [rock_1]

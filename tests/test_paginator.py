@@ -137,7 +137,7 @@ def test_a_page_number_other_than_the_one_asked_for_is_refused():
     walk = PageWalk()
     walk.start()
     walk.accept(1, counted(1, 6), ids(1, 2))
-    with pytest.raises(PaginationError, match="^asked for page 2, Katapult answered page 1$"):
+    with pytest.raises(PaginationError, match=r"^asked for page 2, Katapult answered page 1$"):
         walk.accept(2, counted(1, 6), ids(3, 4))
 
 
@@ -155,7 +155,7 @@ def test_more_pages_than_the_bound_is_refused():
     walk.accept(1, large(1), ids(1, 2))
     walk.accept(2, large(2), ids(3, 4))
     walk.accept(3, large(3), ids(5, 6))
-    with pytest.raises(PaginationError, match="^the walk passed 3 pages without reaching the end$"):
+    with pytest.raises(PaginationError, match=r"^the walk passed 3 pages without reaching the end$"):
         walk.accept(4, large(4), ids(7, 8))
 
 
@@ -165,7 +165,7 @@ def test_totals_that_keep_growing_stop_one_page_past_the_first_count():
     assert walk.accept(1, counted(1, 4), ids(1, 2)) == [2]
     assert walk.accept(2, counted(2, 6), ids(3, 4)) == [3]
     assert walk.accept(3, counted(3, 8), ids(5, 6)) == [4]
-    with pytest.raises(PaginationError, match="^the walk passed 3 pages without reaching the end$"):
+    with pytest.raises(PaginationError, match=r"^the walk passed 3 pages without reaching the end$"):
         walk.accept(4, counted(4, 10), ids(7, 8))
 
 

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from etl.catalogue import synthetic_catalogue
 from etl.fakeapi import DEFAULT_TOKEN, FakeKatapult
 
-from .helpers import query
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, runs
+from .helpers import query
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +76,21 @@ def start_sync(tmp_path, database_url: str, api: FakeKatapult, *args: str, token
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN")}
     if token:
         env["KATAPULT_API_TOKEN"] = DEFAULT_TOKEN
-    command = [sys.executable, "-m", "etl", "sync", "--database-url", database_url, "--api-url", api.url,
-               "--per-page", "5", "--concurrency", "1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "etl",
+        "sync",
+        "--database-url",
+        database_url,
+        "--api-url",
+        api.url,
+        "--per-page",
+        "5",
+        "--concurrency",
+        "1",
+        *args,
+    ]
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -120,8 +133,9 @@ def changed_catalogue(cli, database_url, api):
     return catalogue_tables(database_url), runs(database_url)
 
 
-def test_kill_9_mid_walk_changes_nothing_and_the_next_run_lands(cli, database_url, api, gate, tmp_path,
-                                                                changed_catalogue):
+def test_kill_9_mid_walk_changes_nothing_and_the_next_run_lands(
+    cli, database_url, api, gate, tmp_path, changed_catalogue
+):
     before, runs_before = changed_catalogue
     held = gate(3)
     process = start_sync(tmp_path, database_url, api)
@@ -148,8 +162,9 @@ def test_kill_9_mid_walk_changes_nothing_and_the_next_run_lands(cli, database_ur
     [(signal.SIGTERM, 143, ""), (signal.SIGINT, 130, "katapult-etl: interrupted\n")],
     ids=["SIGTERM", "SIGINT"],
 )
-def test_a_stopped_run_is_recorded_as_failed(database_url, api, gate, tmp_path, changed_catalogue, stop, exit_code,
-                                             err):
+def test_a_stopped_run_is_recorded_as_failed(
+    database_url, api, gate, tmp_path, changed_catalogue, stop, exit_code, err
+):
     before, runs_before = changed_catalogue
     held = gate(3)
     process = start_sync(tmp_path, database_url, api)
@@ -163,8 +178,7 @@ def test_a_stopped_run_is_recorded_as_failed(database_url, api, gate, tmp_path, 
     assert runs(database_url) == [*runs_before, ("failed", "interrupted: the run was stopped before it finished")]
 
 
-def test_a_run_stopped_during_its_merge_changes_nothing_and_exits_143(database_url, api, tmp_path,
-                                                                       changed_catalogue):
+def test_a_run_stopped_during_its_merge_changes_nothing_and_exits_143(database_url, api, tmp_path, changed_catalogue):
     if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("needs a lock that another session holds while the run waits inside a query")
     before, runs_before = changed_catalogue
@@ -218,12 +232,14 @@ def test_runs_of_different_scopes_go_in_parallel(database_url, api, gate, tmp_pa
     held.wait_reached()
 
     # One page of 23: the organization's run never asks for the held page 2, and finishes meanwhile.
-    organization = finish(start_sync(tmp_path, database_url, api, "--organization-id", "org_acme",
-                                     "--per-page", "200", token=True))
+    organization = finish(
+        start_sync(tmp_path, database_url, api, "--organization-id", "org_acme", "--per-page", "200", token=True)
+    )
 
     assert organization[0] == 0, organization[2]
-    assert organization[1].startswith("sync succeeded: scope=organization[id]=org_acme api=core pages=1 "
-                                      "packages_seen=23 created=23 ")
+    assert organization[1].startswith(
+        "sync succeeded: scope=organization[id]=org_acme api=core pages=1 packages_seen=23 created=23 "
+    )
     assert query(database_url, "SELECT scope, status FROM sync_runs ORDER BY id") == [
         ("public", "running"),
         ("organization[id]=org_acme", "succeeded"),

@@ -89,7 +89,7 @@ def test_a_value_of_the_wrong_type_is_refused(change, message):
 
 
 def test_a_package_that_is_not_an_object_is_refused():
-    with pytest.raises(RecordError, match="^a package is list, not a JSON object$"):
+    with pytest.raises(RecordError, match=r"^a package is list, not a JSON object$"):
         package_row(["vmpkg_dhG25G5SX3HrA5j5"])
 
 
@@ -141,7 +141,7 @@ def test_a_package_whose_id_cannot_be_a_key_is_refused_without_an_id(change, mes
         {"cpu_cores": 2**63 - 1, "memory_in_gb": -(2**63), "storage_in_gb": 2**31},
         {"name": "N" * 300, "permalink": "p" * 1000},
         {"id": "v" * 255, "group": {"id": "g" * 255, "name": "G" * 300}},
-        {"name": "ROCK-\U0001F680", "launch": {"note": "\\u0000 is how JSON spells NUL"}},
+        {"name": "ROCK-\U0001f680", "launch": {"note": "\\u0000 is how JSON spells NUL"}},
         {"launch_price": 2**200},  # only the columns are 64-bit: raw keeps any JSON number
     ],
 )

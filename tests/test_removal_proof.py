@@ -14,8 +14,8 @@ import pytest
 
 from etl.catalogue import synthetic_catalogue
 
-from .helpers import query
 from .dbstate import catalogue_tables, every_table, expected_catalogue, listed_catalogue
+from .helpers import query
 
 WALKED_AGAIN = (
     "katapult-etl: WARNING walk not shown complete (Katapult's count changed during the walk: "
@@ -71,6 +71,7 @@ def snapshots(url: str) -> list[tuple[Any, ...]]:
 
 
 # -- a package deleted while the walk runs ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("large_set", [False, True], ids=["totals", "large_set"])
 def test_a_package_deleted_during_the_walk_never_gets_a_live_one_removed(cli, database_url, api, large_set):
@@ -130,12 +131,16 @@ def test_a_dry_run_reaches_the_same_verdict(cli, database_url, api, large_set):
     assert result.exit_code == 0, result.err
     if large_set:
         assert result.err == KEPT.format(count=1, ids=catalogue[20]["id"])
-        assert result.out.startswith("dry run: scope=public api=public pages=6 packages_seen=59 created=0 "
-                                     "updated=0 restored=0 removed=0 unchanged=59 ")
+        assert result.out.startswith(
+            "dry run: scope=public api=public pages=6 packages_seen=59 created=0 "
+            "updated=0 restored=0 removed=0 unchanged=59 "
+        )
     else:
         assert result.err == WALKED_AGAIN.format(first="60 packages in 3 pages", then="59 packages in 3 pages")
-        assert result.out.startswith("dry run: scope=public api=public pages=9 packages_seen=59 created=0 "
-                                     "updated=0 restored=0 removed=1 unchanged=59 ")
+        assert result.out.startswith(
+            "dry run: scope=public api=public pages=9 packages_seen=59 created=0 "
+            "updated=0 restored=0 removed=1 unchanged=59 "
+        )
     assert every_table(database_url) == tables
 
 
@@ -157,6 +162,7 @@ def test_a_shifted_walk_does_not_trip_the_mass_removal_guard(cli, database_url, 
 
 # -- totals left out without large_set ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("totals", ["null", "absent"])
 @pytest.mark.parametrize("omit_large_set", [False, True], ids=["large_set false", "large_set absent"])
 def test_totals_null_or_left_out_are_walked_until_a_short_page(cli, database_url, api, totals, omit_large_set):
@@ -175,6 +181,7 @@ def test_totals_null_or_left_out_are_walked_until_a_short_page(cli, database_url
 
 
 # -- a count that changes during the walk ------------------------------------------------------------
+
 
 def test_a_count_that_changes_during_every_walk_removes_nothing(cli, database_url, api):
     catalogue = synced(cli, database_url, api, synthetic_catalogue(60))
@@ -244,6 +251,7 @@ def test_a_confirming_walk_not_shown_complete_removes_nothing(cli, database_url,
 
 
 # -- what the confirming walk costs, and what it still removes ---------------------------------------
+
 
 @pytest.mark.parametrize("large_set", [False, True], ids=["totals", "large_set"])
 def test_a_steady_state_run_makes_one_walk(cli, database_url, api, large_set):

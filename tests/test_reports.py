@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
@@ -20,7 +20,7 @@ from etl.tables import aligned
 from .helpers import query
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, sync, three_runs
 
-NOW = datetime(2026, 3, 8, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 8, 12, 30, tzinfo=UTC)
 
 
 def second(instant):
@@ -38,6 +38,7 @@ def read(cli, database_url, *args):
 
 
 # -- runs ----------------------------------------------------------------------------------------------
+
 
 def test_runs_are_listed_newest_first_and_a_cut_list_says_so(cli, database_url, api):
     three_runs(cli, database_url, api)
@@ -69,16 +70,37 @@ def test_runs_as_json_have_every_column_of_sync_runs(cli, database_url, api):
     common = {"scope": "public", "api": "public", "host": socket.gethostname(), "pid": os.getpid(), "retries": 0}
     assert json.loads(out) == [
         {
-            **common, "id": 2, "started_at": iso(times[2][0]), "finished_at": iso(times[2][1]), "status": "failed",
-            "pages_fetched": 0, "requests": 1, "packages_seen": 0, "created": 0, "updated": 0, "restored": 0,
-            "removed": 0, "unchanged": 0,
+            **common,
+            "id": 2,
+            "started_at": iso(times[2][0]),
+            "finished_at": iso(times[2][1]),
+            "status": "failed",
+            "pages_fetched": 0,
+            "requests": 1,
+            "packages_seen": 0,
+            "created": 0,
+            "updated": 0,
+            "restored": 0,
+            "removed": 0,
+            "unchanged": 0,
             "error": "Katapult API refused the request: HTTP 404 route_not_found: "
-                     "No route matches the path and method provided",
+            "No route matches the path and method provided",
         },
         {
-            **common, "id": 1, "started_at": iso(times[1][0]), "finished_at": iso(times[1][1]),
-            "status": "succeeded", "pages_fetched": 1, "requests": 1, "packages_seen": 20, "created": 20,
-            "updated": 0, "restored": 0, "removed": 0, "unchanged": 0, "error": None,
+            **common,
+            "id": 1,
+            "started_at": iso(times[1][0]),
+            "finished_at": iso(times[1][1]),
+            "status": "succeeded",
+            "pages_fetched": 1,
+            "requests": 1,
+            "packages_seen": 20,
+            "created": 20,
+            "updated": 0,
+            "restored": 0,
+            "removed": 0,
+            "unchanged": 0,
+            "error": None,
         },
     ]
     cut = cli("runs", "--json", "--limit", "1", "--database-url", database_url)
@@ -109,8 +131,9 @@ def test_runs_as_csv_and_json_lines_hold_what_was_asked_and_nothing_on_stderr(cl
     assert read(cli, url, "runs", "--limit", "1", "--format", "csv").splitlines() == [
         "id,scope,api,started_at,finished_at,status,pages_fetched,requests,retries,packages_seen,created,updated,"
         "restored,removed,unchanged,error,host,pid",
-        row.format(id=2, started=iso(times[2][0]), finished=iso(times[2][1]), created=0, unchanged=20, host=host,
-                   pid=pid),
+        row.format(
+            id=2, started=iso(times[2][0]), finished=iso(times[2][1]), created=0, unchanged=20, host=host, pid=pid
+        ),
     ]
     lines = read(cli, url, "runs", "--format", "jsonl").splitlines()
     assert [json.loads(line)["id"] for line in lines] == [2, 1]
@@ -128,6 +151,7 @@ def test_no_runs_yet(cli, database_url):
 
 
 # -- history -------------------------------------------------------------------------------------------
+
 
 def test_history_shows_each_change_with_old_and_new_values(cli, database_url, api):
     three_runs(cli, database_url, api)
@@ -190,26 +214,62 @@ def test_history_as_json_has_each_version(cli, database_url, api):
     three_runs(cli, database_url, api)
     at = {run: iso(instant) for run, instant in merge_times(database_url).items()}
     version = {
-        "name": "ROCK-6", "permalink": "rock-6", "cpu_cores": 2, "ipv4_addresses": 1, "memory_in_gb": 6,
-        "storage_in_gb": 50, "monthly_bandwidth_allowance_in_gb": 3072, "privacy": "public",
-        "use_dedicated_cpus": None, "group_id": None, "group_name": None,
-        "icon_url": None, "icon_file_name": None, "icon_file_type": None, "icon_file_size": None,
+        "name": "ROCK-6",
+        "permalink": "rock-6",
+        "cpu_cores": 2,
+        "ipv4_addresses": 1,
+        "memory_in_gb": 6,
+        "storage_in_gb": 50,
+        "monthly_bandwidth_allowance_in_gb": 3072,
+        "privacy": "public",
+        "use_dedicated_cpus": None,
+        "group_id": None,
+        "group_name": None,
+        "icon_url": None,
+        "icon_file_name": None,
+        "icon_file_type": None,
+        "icon_file_size": None,
         "icon_digest": None,
     }
-    hashes = dict(query(database_url, "SELECT sync_run_id, content_hash FROM package_snapshots WHERE package_id = :id",
-                        id=ROCK_6))
+    hashes = dict(
+        query(database_url, "SELECT sync_run_id, content_hash FROM package_snapshots WHERE package_id = :id", id=ROCK_6)
+    )
     change = {"package_id": ROCK_6, "permalink": "rock-6", "scope": "public"}
 
     assert json.loads(read(cli, database_url, "history", "rock-6", "--json")) == [
-        {**change, "changed_at": at[1], "change_type": "created", "sync_run_id": 1, "changed_fields": None,
-         "changes": [],
-         "version": {**version, "content_hash": hashes[1], "valid_from": at[1], "valid_to": at[2]}},
-        {**change, "changed_at": at[2], "change_type": "removed", "sync_run_id": 2, "changed_fields": None,
-         "changes": [], "version": None},
-        {**change, "changed_at": at[3], "change_type": "restored", "sync_run_id": 3,
-         "changed_fields": ["storage_in_gb"], "changes": [{"field": "storage_in_gb", "old": 50, "new": 80}],
-         "version": {**version, "storage_in_gb": 80, "content_hash": hashes[3], "valid_from": at[3],
-                     "valid_to": None}},
+        {
+            **change,
+            "changed_at": at[1],
+            "change_type": "created",
+            "sync_run_id": 1,
+            "changed_fields": None,
+            "changes": [],
+            "version": {**version, "content_hash": hashes[1], "valid_from": at[1], "valid_to": at[2]},
+        },
+        {
+            **change,
+            "changed_at": at[2],
+            "change_type": "removed",
+            "sync_run_id": 2,
+            "changed_fields": None,
+            "changes": [],
+            "version": None,
+        },
+        {
+            **change,
+            "changed_at": at[3],
+            "change_type": "restored",
+            "sync_run_id": 3,
+            "changed_fields": ["storage_in_gb"],
+            "changes": [{"field": "storage_in_gb", "old": 50, "new": 80}],
+            "version": {
+                **version,
+                "storage_in_gb": 80,
+                "content_hash": hashes[3],
+                "valid_from": at[3],
+                "valid_to": None,
+            },
+        },
     ]
 
 
@@ -219,7 +279,9 @@ def test_history_of_an_unknown_package_fails(cli, database_url, api):
     result = cli("history", "rock-2", "--database-url", database_url)
 
     assert (result.exit_code, result.out, result.err) == (
-        1, "", "katapult-etl: no package has the id, permalink or name 'rock-2'; nearest: rock-72, rock-24, rock-12\n"
+        1,
+        "",
+        "katapult-etl: no package has the id, permalink or name 'rock-2'; nearest: rock-72, rock-24, rock-12\n",
     )
 
 
@@ -245,7 +307,9 @@ def test_an_unknown_package_without_a_near_name_gets_no_suggestion(cli, database
     result = cli("history", "zzz", "--database-url", database_url)
 
     assert (result.exit_code, result.out, result.err) == (
-        1, "", "katapult-etl: no package has the id, permalink or name 'zzz'\n"
+        1,
+        "",
+        "katapult-etl: no package has the id, permalink or name 'zzz'\n",
     )
 
 
@@ -293,6 +357,7 @@ def test_an_old_permalink_still_finds_its_package(cli, database_url, api):
 
 # -- changes -------------------------------------------------------------------------------------------
 
+
 def test_changes_since_a_time_list_each_change_with_its_fields(cli, database_url, api):
     three_runs(cli, database_url, api)
     merged = merge_times(database_url)
@@ -319,22 +384,42 @@ def test_changes_of_the_last_week_by_default_as_json(cli, database_url, api):
 
     assert len(changes) == 26
     assert changes[0] == {
-        "package_id": "vmpkg_N9v00VtGzaJShhhN", "permalink": "boulder-160", "changed_at": at[1],
-        "change_type": "created", "sync_run_id": 1, "scope": "public", "changed_fields": None,
+        "package_id": "vmpkg_N9v00VtGzaJShhhN",
+        "permalink": "boulder-160",
+        "changed_at": at[1],
+        "change_type": "created",
+        "sync_run_id": 1,
+        "scope": "public",
+        "changed_fields": None,
     }
     assert changes[-2:] == [
-        {"package_id": ROCK_12, "permalink": "rock-12", "changed_at": at[3], "change_type": "restored",
-         "sync_run_id": 3, "scope": "public", "changed_fields": []},
-        {"package_id": ROCK_6, "permalink": "rock-6", "changed_at": at[3], "change_type": "restored",
-         "sync_run_id": 3, "scope": "public", "changed_fields": ["storage_in_gb"]},
+        {
+            "package_id": ROCK_12,
+            "permalink": "rock-12",
+            "changed_at": at[3],
+            "change_type": "restored",
+            "sync_run_id": 3,
+            "scope": "public",
+            "changed_fields": [],
+        },
+        {
+            "package_id": ROCK_6,
+            "permalink": "rock-6",
+            "changed_at": at[3],
+            "change_type": "restored",
+            "sync_run_id": 3,
+            "scope": "public",
+            "changed_fields": ["storage_in_gb"],
+        },
     ]
 
 
 def test_a_scope_no_run_had_is_a_usage_error_naming_the_known_ones(cli, database_url, api):
     three_runs(cli, database_url, api)
 
-    result = cli("changes", "--since", "2026-01-01", "--scope", "organization[id]=org_acme",
-                 "--database-url", database_url)
+    result = cli(
+        "changes", "--since", "2026-01-01", "--scope", "organization[id]=org_acme", "--database-url", database_url
+    )
 
     assert (result.exit_code, result.out) == (2, "")
     assert result.err == (
@@ -373,9 +458,12 @@ def test_an_unknown_change_type_is_a_usage_error(cli, tmp_path):
 
 def test_changes_since_last_run_are_those_of_the_newest_succeeded_run_of_each_scope(cli, database_url, api):
     three_runs(cli, database_url, api)
-    api.organizations = {"org_acme": {"sub_domain": "acme", "packages": [
-        {**api.packages[0], "id": "vmpkg_private0000001", "name": "ACME-1", "permalink": "acme-1"}
-    ]}}
+    api.organizations = {
+        "org_acme": {
+            "sub_domain": "acme",
+            "packages": [{**api.packages[0], "id": "vmpkg_private0000001", "name": "ACME-1", "permalink": "acme-1"}],
+        }
+    }
     sync(cli, database_url, api, "--organization-id", "org_acme", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
     api.add_fault(Fault(error_code="route_not_found"))
     assert cli("sync", "--database-url", database_url, "--api-url", api.url).exit_code == 1  # run 5 failed
@@ -388,9 +476,10 @@ def test_changes_since_last_run_are_those_of_the_newest_succeeded_run_of_each_sc
         f"{at[3]}  restored    3  {'public':25}  rock-6     {ROCK_6}  storage_in_gb",
         f"{at[4]}  created     4  {acme}  acme-1     vmpkg_private0000001",
     ]
-    assert [change["sync_run_id"] for change in json.loads(
-        read(cli, database_url, "changes", "--since", "last-run", "--scope", acme, "--json")
-    )] == [4]
+    assert [
+        change["sync_run_id"]
+        for change in json.loads(read(cli, database_url, "changes", "--since", "last-run", "--scope", acme, "--json"))
+    ] == [4]
     assert read(cli, database_url, "changes", "--since", "last-run", "--type", "updated") == (
         "no changes of type updated in runs 3, 4\n"
     )
@@ -415,7 +504,9 @@ def test_a_scope_in_a_database_without_runs_says_so(cli, database_url):
     result = cli("changes", "--scope", "public", "--database-url", database_url)
 
     assert (result.exit_code, result.out, result.err) == (
-        2, "", "katapult-etl: --scope 'public': no run in this database had that scope; it has no runs yet\n"
+        2,
+        "",
+        "katapult-etl: --scope 'public': no run in this database had that scope; it has no runs yet\n",
     )
 
 
@@ -430,10 +521,28 @@ def test_changes_as_csv_and_json_lines(cli, tmp_path, api):
         f"{ROCK_6},rock-6,{at[3]},restored,3,public,storage_in_gb",
     ]
     assert read(cli, url, "changes", "--since", "last-run", "--format", "jsonl").splitlines() == [
-        json.dumps({"package_id": ROCK_12, "permalink": "rock-12", "changed_at": at[3], "change_type": "restored",
-                    "sync_run_id": 3, "scope": "public", "changed_fields": []}),
-        json.dumps({"package_id": ROCK_6, "permalink": "rock-6", "changed_at": at[3], "change_type": "restored",
-                    "sync_run_id": 3, "scope": "public", "changed_fields": ["storage_in_gb"]}),
+        json.dumps(
+            {
+                "package_id": ROCK_12,
+                "permalink": "rock-12",
+                "changed_at": at[3],
+                "change_type": "restored",
+                "sync_run_id": 3,
+                "scope": "public",
+                "changed_fields": [],
+            }
+        ),
+        json.dumps(
+            {
+                "package_id": ROCK_6,
+                "permalink": "rock-6",
+                "changed_at": at[3],
+                "change_type": "restored",
+                "sync_run_id": 3,
+                "scope": "public",
+                "changed_fields": ["storage_in_gb"],
+            }
+        ),
     ]
     assert read(cli, url, "changes", "--since", "2099-01-01", "--format", "csv") == (
         "package_id,permalink,changed_at,change_type,sync_run_id,scope,changed_fields\n"
@@ -452,14 +561,14 @@ def test_json_and_another_format_together_is_a_usage_error(cli, tmp_path):
 @pytest.mark.parametrize(
     ("text", "since"),
     [
-        ("2w", datetime(2026, 2, 22, 12, 30, tzinfo=timezone.utc)),
-        ("7d", datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)),
-        ("24h", datetime(2026, 3, 7, 12, 30, tzinfo=timezone.utc)),
-        ("90m", datetime(2026, 3, 8, 11, 0, tzinfo=timezone.utc)),
-        ("2026-03-01", datetime(2026, 3, 1, tzinfo=timezone.utc)),
-        ("2026-03-01T06:15", datetime(2026, 3, 1, 6, 15, tzinfo=timezone.utc)),
-        ("2026-03-01 06:15:30Z", datetime(2026, 3, 1, 6, 15, 30, tzinfo=timezone.utc)),
-        ("2026-03-01T08:15+02:00", datetime(2026, 3, 1, 6, 15, tzinfo=timezone.utc)),
+        ("2w", datetime(2026, 2, 22, 12, 30, tzinfo=UTC)),
+        ("7d", datetime(2026, 3, 1, 12, 30, tzinfo=UTC)),
+        ("24h", datetime(2026, 3, 7, 12, 30, tzinfo=UTC)),
+        ("90m", datetime(2026, 3, 8, 11, 0, tzinfo=UTC)),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC)),
+        ("2026-03-01T06:15", datetime(2026, 3, 1, 6, 15, tzinfo=UTC)),
+        ("2026-03-01 06:15:30Z", datetime(2026, 3, 1, 6, 15, 30, tzinfo=UTC)),
+        ("2026-03-01T08:15+02:00", datetime(2026, 3, 1, 6, 15, tzinfo=UTC)),
     ],
 )
 def test_since_takes_an_age_a_date_or_a_utc_time(text, since):
@@ -479,6 +588,7 @@ def test_a_since_that_is_neither_is_a_usage_error(cli, database_url, api):
 
 
 # -- reading only ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("command_line", [["runs"], ["history", "rock-1"], ["changes"], ["packages"]])
 def test_the_commands_never_create_a_database(cli, tmp_path, command_line):
@@ -515,6 +625,7 @@ def test_a_limit_below_one_is_a_usage_error(cli, database_url):
 
 
 # -- tables ----------------------------------------------------------------------------------------------
+
 
 def test_tables_align_columns_and_never_cut_a_cell():
     error = "database error: " + "x" * 300

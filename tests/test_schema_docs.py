@@ -230,7 +230,10 @@ def test_schema_markdown_is_the_default_and_has_every_table_and_view(cli):
 def test_schema_imports_no_alembic(tmp_path):
     finished = subprocess.run(
         [sys.executable, "-c", IMPORTED, "schema", "--format", "dbt"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
 
     assert finished.returncode == 0, finished.stderr

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
@@ -20,8 +20,8 @@ from etl.catalogue import public_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
 
-from .helpers import empty_database, query, scalar
 from .dbstate import every_table
+from .helpers import empty_database, query, scalar
 
 WAIT_SECONDS = 60
 
@@ -88,18 +88,32 @@ def test_ids_that_differ_by_a_trailing_space_are_two_packages(cli, database_url,
 def test_latest_sync_runs_is_the_newest_run_by_id_not_by_clock(database_url):
     engine = open_engine(database_url)
     upgrade(engine)
-    later, earlier = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    later, earlier = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
     counts = dict.fromkeys(
-        ("pages_fetched", "requests", "retries", "packages_seen", "created", "updated", "restored", "removed",
-         "unchanged"),
+        (
+            "pages_fetched",
+            "requests",
+            "retries",
+            "packages_seen",
+            "created",
+            "updated",
+            "restored",
+            "removed",
+            "unchanged",
+        ),
         0,
     )
     with engine.begin() as connection:
         for run_id, started in ((1, later), (2, earlier)):  # the clock went back between the two runs
             connection.execute(
                 SyncRun.__table__.insert().values(
-                    id=run_id, scope="public", api="public", started_at=started, finished_at=started,
-                    status="succeeded", **counts,
+                    id=run_id,
+                    scope="public",
+                    api="public",
+                    started_at=started,
+                    finished_at=started,
+                    status="succeeded",
+                    **counts,
                 )
             )
     engine.dispose()
@@ -109,7 +123,9 @@ def test_latest_sync_runs_is_the_newest_run_by_id_not_by_clock(database_url):
 
 # -- item 4: users' objects, newer databases, killed migrations -------------------------------------
 
-USER_VIEW = "CREATE VIEW my_small_packages AS SELECT package_id, name, cpu_cores FROM package_snapshots WHERE cpu_cores < 4"
+USER_VIEW = (
+    "CREATE VIEW my_small_packages AS SELECT package_id, name, cpu_cores FROM package_snapshots WHERE cpu_cores < 4"
+)
 USER_VIEW_ON_VIEW = "CREATE VIEW my_small_count AS SELECT COUNT(*) AS small FROM my_small_packages"
 SQLITE_VIEW_TRIGGER = "CREATE TRIGGER my_no_delete INSTEAD OF DELETE ON my_small_packages BEGIN SELECT 1; END"
 USER_INDEX = "CREATE INDEX my_permalink_memory ON package_snapshots (permalink, memory_in_gb)"
@@ -185,7 +201,9 @@ KILL_POINTS = [
 
 
 @pytest.mark.parametrize(("start", "held", "waiting"), KILL_POINTS)
-def test_a_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(cli, api, mariadb_url, start, held, waiting):
+def test_a_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(
+    cli, api, mariadb_url, start, held, waiting
+):
     migrate_to(mariadb_url, start)
     engine = create_engine(mariadb_url)
     holder = engine.connect()
@@ -251,7 +269,12 @@ def _wait_for_statement(holder, prefix: str) -> int:
 def _wait_until_gone(holder, thread: int) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        if holder.execute(text("SELECT COUNT(*) FROM information_schema.processlist WHERE id = :id"), {"id": thread}).scalar() == 0:
+        if (
+            holder.execute(
+                text("SELECT COUNT(*) FROM information_schema.processlist WHERE id = :id"), {"id": thread}
+            ).scalar()
+            == 0
+        ):
             return
         time.sleep(0.05)
     raise AssertionError(f"server thread {thread} still there after {WAIT_SECONDS} s")

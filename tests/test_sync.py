@@ -35,9 +35,7 @@ def test_first_sync_of_the_public_catalogue(cli, database_url, api):
     assert result.err == ""
     assert [r.path for r in api.requests] == ["/public/v1/virtual_machine_packages"]
     assert api.requests[0].query == {"page": "1", "per_page": "200"}
-    assert query(database_url, "SELECT id, name FROM package_groups") == [
-        ("vmpkgrp_P5kCZvAtvXRC3sVl", "Standard vCPU")
-    ]
+    assert query(database_url, "SELECT id, name FROM package_groups") == [("vmpkgrp_P5kCZvAtvXRC3sVl", "Standard vCPU")]
     rock = query(
         database_url,
         "SELECT id, name, permalink, cpu_cores, ipv4_addresses, memory_in_gb, storage_in_gb, "
@@ -45,8 +43,21 @@ def test_first_sync_of_the_public_catalogue(cli, database_url, api):
         "FROM packages WHERE name = 'ROCK-1'",
     )
     assert rock == [
-        ("vmpkg_dhG25G5SX3HrA5j5", "ROCK-1", "rock-1", 1, 1, 1, 10, 1024, "public", False,
-         "vmpkgrp_P5kCZvAtvXRC3sVl", None, None)
+        (
+            "vmpkg_dhG25G5SX3HrA5j5",
+            "ROCK-1",
+            "rock-1",
+            1,
+            1,
+            1,
+            10,
+            1024,
+            "public",
+            False,
+            "vmpkgrp_P5kCZvAtvXRC3sVl",
+            None,
+            None,
+        )
     ]
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots WHERE valid_to IS NULL") == 20
     assert query(database_url, "SELECT status, pages_fetched, requests, packages_seen, created FROM sync_runs") == [
@@ -147,7 +158,9 @@ def test_the_catalogue_as_of_a_time_is_one_where_clause(cli, database_url, api):
     assert sync(cli, database_url, api).exit_code == 0
 
     as_of = "valid_from <= :t AND (valid_to IS NULL OR valid_to > :t)"
-    then = query(database_url, f"SELECT name, cpu_cores FROM package_snapshots WHERE {as_of} ORDER BY name", t=first_run_end)
+    then = query(
+        database_url, f"SELECT name, cpu_cores FROM package_snapshots WHERE {as_of} ORDER BY name", t=first_run_end
+    )
     now = query(database_url, "SELECT name, cpu_cores FROM package_snapshots WHERE valid_to IS NULL ORDER BY name")
 
     assert len(then) == 20 and ("ROCK-1", 1) in then and ("BOULDER-960", 96) in then

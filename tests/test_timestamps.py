@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from etl.database import open_engine
 from etl.models import Package, PackageListing, PackageSnapshot, SyncRun
 
-START_TIME = datetime(2026, 3, 1, 12, 34, 56, 789012, tzinfo=timezone.utc)
+START_TIME = datetime(2026, 3, 1, 12, 34, 56, 789012, tzinfo=UTC)
 # With the clock stopped, the merge comes a microsecond after the run's start (etl/clock.py).
 MERGE_TIME = START_TIME + timedelta(microseconds=1)
 

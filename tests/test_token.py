@@ -131,8 +131,15 @@ def test_a_token_with_a_newline_is_refused_without_showing_it(cli, api, tmp_path
     token_file = tmp_path / "token"
     token_file.write_text(f"{TOKEN}\r\nX-Forwarded-For: 10.0.0.1\n")
 
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url,
-                 "--token-file", str(token_file))
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        api.url,
+        "--token-file",
+        str(token_file),
+    )
 
     assert (result.exit_code, result.out) == (2, "")
     assert result.err == (
@@ -143,8 +150,14 @@ def test_a_token_with_a_newline_is_refused_without_showing_it(cli, api, tmp_path
 
 
 def test_surrounding_whitespace_in_the_environment_is_not_part_of_the_token(cli, api, tmp_path):
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url,
-                 env={"KATAPULT_API_TOKEN": f" {TOKEN}\n"})
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        api.url,
+        env={"KATAPULT_API_TOKEN": f" {TOKEN}\n"},
+    )
 
     assert result.exit_code == 0, result.err
     assert api.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
@@ -152,8 +165,14 @@ def test_surrounding_whitespace_in_the_environment_is_not_part_of_the_token(cli,
 
 @pytest.mark.parametrize("host", ["192.0.2.10", "katapult.example", "[2001:db8::1]"])
 def test_the_token_goes_over_plain_http_to_no_other_host(cli, tmp_path, host):
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", f"http://{host}:8080",
-                 env={"KATAPULT_API_TOKEN": TOKEN})
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        f"http://{host}:8080",
+        env={"KATAPULT_API_TOKEN": TOKEN},
+    )
 
     assert (result.exit_code, result.out) == (2, "")
     assert result.err == f"katapult-etl: refusing to send the API token to http://{host.strip('[]')}: use https\n"
@@ -161,8 +180,14 @@ def test_the_token_goes_over_plain_http_to_no_other_host(cli, tmp_path, host):
 
 
 def test_plain_http_to_this_machine_by_name_is_allowed(cli, api, tmp_path):
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}",
-                 "--api-url", f"http://localhost:{api.port}", env={"KATAPULT_API_TOKEN": TOKEN})
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        f"http://localhost:{api.port}",
+        env={"KATAPULT_API_TOKEN": TOKEN},
+    )
 
     assert result.exit_code == 0, result.err
     assert api.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
@@ -173,9 +198,27 @@ def self_signed_https(tmp_path) -> Iterator[tuple[str, list[bytes]]]:
     """An https server on loopback whose certificate no CA signed; it records what clients send it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -208,8 +251,14 @@ def self_signed_https(tmp_path) -> Iterator[tuple[str, list[bytes]]]:
 def test_tls_certificates_are_always_verified(cli, tmp_path, self_signed_https):
     url, received = self_signed_https
 
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", url,
-                 env={"KATAPULT_API_TOKEN": TOKEN, "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""})
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        url,
+        env={"KATAPULT_API_TOKEN": TOKEN, "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""},
+    )
 
     assert (result.exit_code, result.out) == (1, "")
     assert result.err == f"katapult-etl: could not verify the TLS certificate of {url}: self-signed certificate\n"
@@ -218,8 +267,14 @@ def test_tls_certificates_are_always_verified(cli, tmp_path, self_signed_https):
 
 
 def test_a_new_sqlite_database_and_its_lock_file_are_readable_by_their_owner_only(cli, api, tmp_path):
-    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url,
-                 env={"KATAPULT_API_TOKEN": TOKEN})
+    result = cli(
+        "sync",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--api-url",
+        api.url,
+        env={"KATAPULT_API_TOKEN": TOKEN},
+    )
 
     assert result.exit_code == 0, result.err
     assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {

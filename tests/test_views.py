@@ -107,8 +107,12 @@ def test_latest_sync_runs_has_the_last_run_of_each_scope(cli, database_url, api)
 
     assert query(database_url, "SELECT id, scope, status, error FROM latest_sync_runs ORDER BY scope") == [
         (2, "organization[sub_domain]=acme", "succeeded", None),
-        (3, "public", "failed", "Katapult API refused the request: HTTP 404 route_not_found: "
-                                "No route matches the path and method provided"),
+        (
+            3,
+            "public",
+            "failed",
+            "Katapult API refused the request: HTTP 404 route_not_found: No route matches the path and method provided",
+        ),
     ]
 
 
@@ -127,4 +131,4 @@ def test_the_migration_fills_the_new_columns_of_history_written_before_it(cli, d
 
     assert scalar(database_url, "SELECT version_num FROM alembic_version") == head_revision()
     assert query(database_url, columns) == written_by_the_merge
-    assert VIEWS <= views
+    assert views >= VIEWS

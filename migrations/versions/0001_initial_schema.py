@@ -94,9 +94,7 @@ def upgrade() -> None:
         sa.Column("last_seen_at", UtcDateTime(), nullable=False),
         sa.Column("unlisted_at", UtcDateTime()),
     )
-    op.create_index(
-        op.f("ix_package_listings_scope_unlisted_at"), "package_listings", ["scope", "unlisted_at"]
-    )
+    op.create_index(op.f("ix_package_listings_scope_unlisted_at"), "package_listings", ["scope", "unlisted_at"])
     op.create_table(
         "package_snapshots",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -113,9 +111,7 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_package_snapshots_package_id_valid_from"), "package_snapshots", ["package_id", "valid_from"]
     )
-    op.create_index(
-        op.f("ix_package_snapshots_valid_from_valid_to"), "package_snapshots", ["valid_from", "valid_to"]
-    )
+    op.create_index(op.f("ix_package_snapshots_valid_from_valid_to"), "package_snapshots", ["valid_from", "valid_to"])
     op.create_index(op.f("ix_package_snapshots_sync_run_id"), "package_snapshots", ["sync_run_id"])
     if op.get_context().dialect.name in ("postgresql", "sqlite"):
         op.create_index(

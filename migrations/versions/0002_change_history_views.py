@@ -161,9 +161,11 @@ def backfill(connection: sa.Connection) -> None:
     A version closed by a removal gets the run that removed packages while it was merging; if two runs
     of different scopes could have (their times overlap), the older one.
     """
-    versions = connection.execute(
-        sa.select(SNAPSHOTS).order_by(SNAPSHOTS.c.package_id, SNAPSHOTS.c.valid_from)
-    ).mappings().all()
+    versions = (
+        connection.execute(sa.select(SNAPSHOTS).order_by(SNAPSHOTS.c.package_id, SNAPSHOTS.c.valid_from))
+        .mappings()
+        .all()
+    )
     removing_runs = connection.execute(
         sa.select(RUNS.c.id, RUNS.c.started_at, RUNS.c.finished_at)
         .where(RUNS.c.status == "succeeded", RUNS.c.removed > 0)
@@ -196,11 +198,13 @@ def _neighbours(versions: list[Any]) -> list[tuple[Any, Any, Any]]:
         previous = versions[index - 1] if index > 0 else None
         following = versions[index + 1] if index + 1 < len(versions) else None
         same = version["package_id"]
-        triples.append((
-            previous if previous is not None and previous["package_id"] == same else None,
-            version,
-            following if following is not None and following["package_id"] == same else None,
-        ))
+        triples.append(
+            (
+                previous if previous is not None and previous["package_id"] == same else None,
+                version,
+                following if following is not None and following["package_id"] == same else None,
+            )
+        )
     return triples
 
 

@@ -74,8 +74,15 @@ COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {
         **{
             name: (INTEGER, False)
             for name in (
-                "pages_fetched", "requests", "retries", "packages_seen",
-                "created", "updated", "restored", "removed", "unchanged",
+                "pages_fetched",
+                "requests",
+                "retries",
+                "packages_seen",
+                "created",
+                "updated",
+                "restored",
+                "removed",
+                "unchanged",
             )
         },
         "error": (TEXT, True),
@@ -133,13 +140,15 @@ def upgrade_mysql() -> None:
         drop_foreign_key_if_present(table, f"fk_{table}_{column}_{referred}")
     for table, columns in COLUMNS.items():
         if not _mysql_table_done(table, columns, collation):
-            changes = ", ".join([
-                *(
-                    f"MODIFY {column} {MYSQL_TYPES[kind]}{'' if nullable else ' NOT NULL'}"
-                    for column, (kind, nullable) in columns.items()
-                ),
-                *index_rewrites(table, [column for column, (kind, _) in columns.items() if kind == TEXT]),
-            ])
+            changes = ", ".join(
+                [
+                    *(
+                        f"MODIFY {column} {MYSQL_TYPES[kind]}{'' if nullable else ' NOT NULL'}"
+                        for column, (kind, nullable) in columns.items()
+                    ),
+                    *index_rewrites(table, [column for column, (kind, _) in columns.items() if kind == TEXT]),
+                ]
+            )
             # One statement per table: it lands whole or not at all.
             op.execute(f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}, {changes}")
     for table, column, referred in TEXT_FOREIGN_KEYS:

@@ -82,7 +82,9 @@ def child_reference(api_url: str, pages: int, concurrency: int, database_path: s
 def _minimal_loop(database_path: str) -> Callable[[list[dict] | None], None]:
     """Keeps each page it is given in one table; None commits."""
     database = sqlite3.connect(database_path, isolation_level=None)
-    database.execute("CREATE TABLE packages (id TEXT PRIMARY KEY, name TEXT, cpu_cores INT, memory_in_gb INT, raw TEXT)")
+    database.execute(
+        "CREATE TABLE packages (id TEXT PRIMARY KEY, name TEXT, cpu_cores INT, memory_in_gb INT, raw TEXT)"
+    )
     database.execute("BEGIN")
     insert = "INSERT INTO packages VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET raw = excluded.raw"
 
@@ -184,9 +186,7 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
 
     pages = math.ceil(size / PER_PAGE)
     catalogue = synthetic_catalogue(size)
-    server = FakeKatapult(
-        catalogue, large_set_threshold=10**9, latency=latency_ms / 1000, rate_limit_permitted=10**9
-    )
+    server = FakeKatapult(catalogue, large_set_threshold=10**9, latency=latency_ms / 1000, rate_limit_permitted=10**9)
     measured: dict[tuple[str, str], list[Figures]] = {}
     with server:
         for run in range(args.repeat):
@@ -207,14 +207,24 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
                             package["bench_generation"] = package.get("bench_generation", 0) + 1
                     figures = run_child("sync", server.url, url, str(CONCURRENCY))
                     measured.setdefault((database, scenario), []).append(figures)
-                print(f"  measured N={size} latency={latency_ms}ms {database} (run {run + 1} of {args.repeat})",
-                      file=sys.stderr)
+                print(
+                    f"  measured N={size} latency={latency_ms}ms {database} (run {run + 1} of {args.repeat})",
+                    file=sys.stderr,
+                )
     reference = median_figures(measured.pop(("", "reference")))
     # The reference's own row, for its CPU time and peak RSS; its ratio is 1 by definition.
     network = Row(size, latency_ms, "", "network limit", reference, reference, None, None)
     return [network] + [
-        Row(size, latency_ms, database, scenario, median_figures(runs), reference,
-            time_target(args, scenario, latency_ms, size, database), pages)
+        Row(
+            size,
+            latency_ms,
+            database,
+            scenario,
+            median_figures(runs),
+            reference,
+            time_target(args, scenario, latency_ms, size, database),
+            pages,
+        )
         for (database, scenario), runs in measured.items()
     ]
 
@@ -222,6 +232,7 @@ def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Pat
 def median_figures(runs: list[Figures]) -> Figures:
     """The median time and CPU time; the most requests and the highest peak RSS of any run (the worst,
     not the middle)."""
+
     def middle(values: list[float]) -> float:
         return sorted(values)[len(values) // 2]
 
@@ -234,16 +245,20 @@ def large_set_requests(size: int) -> tuple[int, int]:
     from etl.catalogue import synthetic_catalogue
     from etl.fakeapi import FakeKatapult
 
-    with tempfile.TemporaryDirectory() as folder, FakeKatapult(
-        synthetic_catalogue(size), rate_limit_permitted=10**9
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        FakeKatapult(synthetic_catalogue(size), rate_limit_permitted=10**9) as server,
+    ):
         server.force_large_set = True
         figures = run_child("sync", server.url, f"sqlite:///{folder}/large.db", str(CONCURRENCY))
     return figures.requests, math.ceil(size / PER_PAGE)
 
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'N':>7} {'latency':>7} {'database':<10} {'scenario':<19} {'seconds':>8} {'CPU s':>6} {'network':>8} {'ratio':>6} {'target':>6} {'requests':>8} {'RSS MB':>7}  result"
+    header = (
+        f"{'N':>7} {'latency':>7} {'database':<10} {'scenario':<19} {'seconds':>8} {'CPU s':>6} {'network':>8} "
+        f"{'ratio':>6} {'target':>6} {'requests':>8} {'RSS MB':>7}  result"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -251,7 +266,8 @@ def print_table(rows: list[Row]) -> None:
         verdict = " ".join(row.verdicts)
         print(
             f"{row.size:>7} {row.latency_ms:>5}ms {row.database:<10} {row.scenario:<19} "
-            f"{row.figures.seconds:>8.2f} {row.figures.cpu_seconds:>6.2f} {row.reference.seconds:>8.2f} {row.ratio:>5.2f}x {target:>6} "
+            f"{row.figures.seconds:>8.2f} {row.figures.cpu_seconds:>6.2f} {row.reference.seconds:>8.2f} "
+            f"{row.ratio:>5.2f}x {target:>6} "
             f"{row.figures.requests:>8} {row.figures.rss_mb:>7.1f}  {verdict}"
         )
 
@@ -298,7 +314,10 @@ def main(args: argparse.Namespace) -> int:
     memory = print_memory_targets(args, rows)
     made, limit = large_set_requests(min(args.sizes))
     large_ok = made <= limit + 1
-    print(f"large_set, N={min(args.sizes)}: {made} requests for {limit} pages of data (target <= {limit + 1}): {'pass' if large_ok else 'MISS'}")
+    print(
+        f"large_set, N={min(args.sizes)}: {made} requests for {limit} pages of data "
+        f"(target <= {limit + 1}): {'pass' if large_ok else 'MISS'}"
+    )
     verdicts = [v for row in rows for v in row.verdicts] + ["pass" if ok else "MISS" for ok in [*memory, large_ok]]
     missed = verdicts.count("MISS")
     print(f"{len(verdicts) - missed} targets met, {missed} missed")
