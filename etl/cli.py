@@ -39,7 +39,8 @@ from .logs import FORMATS, configure_logging, is_terminal
 # Imported when a command runs, not here: --help, --version and usage errors must not pay for SQLAlchemy
 # and Alembic, and the query commands never import Alembic.
 if TYPE_CHECKING:
-    from .pipeline import Hooks, RunResult
+    from .pipeline import Hooks
+    from .results import RunResult
 
 PROG = "katapult-etl"
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from .errors import (
     TransportError,
     UnexpectedResponseError,
 )
+from .paginator import Pagination
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,6 @@ _BODY_ERRORS = {
     urllib3.exceptions.DecodeError: "ContentDecodingError",
     urllib3.exceptions.ProtocolError: "ChunkedEncodingError",
 }
-
-
-@dataclass(frozen=True)
-class Pagination:
-    current_page: int
-    total_pages: int | None
-    total: int | None
-    per_page: int
-    large_set: bool
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import DatabaseError
+from .errors import DatabaseError, describe
+from .urls import sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -58,14 +58,6 @@ def _without_jit(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET jit = off")
     dbapi_connection.commit()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
 
 
 def _sqlite_engine(url: str, database: str | None, timeout_in_url: bool) -> Engine:
@@ -155,7 +147,7 @@ def known_revision(connection: Connection) -> str | None:
 def upgrade(engine: Engine) -> str | None:
     """Bring the database to the newest schema (a no-op when it is there already); returns the
     revision it was at."""
-    from .dialects import migration_lock  # imported here: dialects imports this module
+    from .dialects import migration_lock
 
     try:
         with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
@@ -264,9 +256,3 @@ def reading(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def describe(error: BaseException) -> str:
-    """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
-    original = getattr(error, "orig", None) or error
-    # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").
-    first = str(original).strip().split("\n")[0]
-    return " ".join(first.split()) or type(original).__name__

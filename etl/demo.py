@@ -1,7 +1,7 @@
 """`katapult-etl demo`: the whole job, offline, in one command.
 
 It starts the built-in fake Katapult API on a free loopback port with Katapult's 20-package public
-catalogue as recorded (etl/catalogue.py), syncs it into a new SQLite file, changes two packages and
+catalogue as recorded (etl/testing/catalogue.py), syncs it into a new SQLite file, changes two packages and
 withdraws one, syncs again, and hands each run and its changes to the caller. No token, no network.
 """
 
@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .catalogue import RECORDED_AS_OF
+from .testing.catalogue import RECORDED_AS_OF
 from .config import Settings
 from .database import reading
 from .errors import ConfigError
-from .fakeapi import FakeKatapult
-from .pipeline import Hooks, RunResult, run_sync
+from .testing.fakeapi import FakeKatapult
+from .pipeline import Hooks, run_sync
 from .reports import Change, ChangeFilter, find_changes
+from .results import RunResult
 
 __all__ = ["BETWEEN_THE_SYNCS", "RECORDED_AS_OF", "check_new", "run_demo"]
 

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from .database import describe, sqlite_path
-from .errors import DatabaseError, RunLockedError
+from .errors import DatabaseError, RunLockedError, describe
+from .urls import sqlite_path
 
 ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # How long MySQL waits for another run's merge or migration: far longer than either takes.

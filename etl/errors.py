@@ -127,3 +127,11 @@ class RunLockedError(EtlError):
 
 class MetricsError(EtlError):
     """The metrics file (--metrics-file) could not be written."""
+
+
+def describe(error: BaseException) -> str:
+    """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
+    original = getattr(error, "orig", None) or error
+    # PostgreSQL's first line says what went wrong; the next ones quote the statement ("LINE 2: ...").
+    first = str(original).strip().split("\n")[0]
+    return " ".join(first.split()) or type(original).__name__

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, MetricsError
-from .pipeline import RunCounts, RunResult
+from .results import RunCounts, RunResult
 
 PREFIX = "katapult_etl"
 STATUSES = ("succeeded", "incomplete", "failed")

@@ -22,11 +22,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from .client import Pagination
 from .errors import PaginationError
 
 MAX_PAGES = 10_000
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """A page's `pagination` object as Katapult sent it; null or absent totals are None."""
+
+    current_page: int
+    total_pages: int | None
+    total: int | None
+    per_page: int
+    large_set: bool
 
 
 class PageWalk:

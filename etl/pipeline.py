@@ -28,22 +28,22 @@ from sqlalchemy.orm import Session
 from .client import KatapultClient, Page
 from .clock import RunClock
 from .config import Settings
-from .database import describe, head_revision, known_revision, open_engine, sqlite_path, upgrade
+from .database import head_revision, known_revision, open_engine, upgrade
 from .dialects import run_lock
 from .errors import (
-    EXIT_INCOMPLETE,
-    EXIT_MASS_REMOVAL,
-    EXIT_OK,
     DatabaseError,
     InvalidArgumentError,
     RecordError,
+    describe,
 )
 from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
 from .records import package_id_of, storable_values
+from .results import RunCounts, RunResult
 from .store import Store
 from .types import utc_now
+from .urls import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -61,40 +61,6 @@ REFUSALS_NAMED = 10
 # Ids named in the warning about packages only one walk missed; the count is always given.
 MISSED_ONCE_IDS_SHOWN = 10
 WITHOUT_ID = "nothing removed: a package without a usable id could be any package the walk missed"
-
-
-@dataclass
-class RunCounts:
-    pages_fetched: int = 0
-    requests: int = 0
-    retries: int = 0
-    packages_seen: int = 0
-    created: int = 0
-    updated: int = 0
-    restored: int = 0
-    removed: int = 0
-    unchanged: int = 0
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a run did; `status` is succeeded or incomplete (a failed run raises instead)."""
-
-    run_id: int | None
-    scope: str
-    api: str
-    status: str
-    counts: RunCounts
-    seconds: float
-    dry_run: bool = False
-    reason: str | None = None
-    mass_removal_refused: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.mass_removal_refused:
-            return EXIT_MASS_REMOVAL
-        return EXIT_INCOMPLETE if self.status == "incomplete" else EXIT_OK
 
 
 @dataclass(frozen=True)

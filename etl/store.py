@@ -23,8 +23,8 @@ from functools import reduce
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     BigInteger,
+    Boolean,
     Column,
     MetaData,
     String,

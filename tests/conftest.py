@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from etl.cli import main
-from etl.fakeapi import FakeKatapult
+from etl.testing.fakeapi import FakeKatapult
 from etl.pipeline import Hooks
 from etl.types import utc_now
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 from etl.cli import build_parser
 
 from .helpers import query
@@ -391,7 +391,7 @@ def test_a_connect_timeout_is_named_with_its_url_and_seconds():
 
 
 def test_retry_warnings_carry_page_attempt_delay_and_error_in_json(run, api, tmp_path):
-    from etl.fakeapi import Fault
+    from etl.testing.fakeapi import Fault
 
     api.add_fault(Fault(error_code="service_unavailable", headers={"Retry-After": "2"}))
 
@@ -416,7 +416,7 @@ def test_retry_warnings_carry_page_attempt_delay_and_error_in_json(run, api, tmp
     ],
 )
 def test_katapults_documented_403s_are_fatal_with_their_code_and_description(run, api, tmp_path, code, description):
-    from etl.fakeapi import Fault
+    from etl.testing.fakeapi import Fault
 
     token = tmp_path / "token"
     token.write_text("tok_good\n")

@@ -11,7 +11,7 @@ import pytest
 from etl.client import KatapultClient, parse_retry_after
 from etl.config import RetryPolicy, Settings
 from etl.errors import FatalApiError, RetryBudgetExhausted, UnexpectedResponseError
-from etl.fakeapi import DEFAULT_TOKEN, Fault
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
 
 def client_for(api, sleeps, clock=lambda: 0.0, **settings):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.fakeapi import Fault
+from etl.testing.fakeapi import Fault
 
 CRON = Path(__file__).resolve().parent.parent / "cron"
 WRAPPER = CRON / "katapult-etl-wrapper"

@@ -18,7 +18,7 @@ import pytest
 from etl.client import KatapultClient
 from etl.config import MAX_CONCURRENCY, MAX_PAGE_BYTES, RetryPolicy, Settings
 from etl.errors import RetryBudgetExhausted, UnexpectedResponseError
-from etl.fakeapi import ERRORS, Fault
+from etl.testing.fakeapi import ERRORS, Fault
 
 from .dbstate import catalogue_tables, every_table, runs, sync
 from .test_faults import CONFIRMING, assert_changed_nothing, assert_landed, seeded  # noqa: F401 (a fixture)

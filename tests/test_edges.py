@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.fakeapi import DEFAULT_TOKEN
+from etl.testing.fakeapi import DEFAULT_TOKEN
 
 from .dbstate import catalogue_tables, every_table, runs, sync
 

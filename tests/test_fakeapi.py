@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from etl.catalogue import public_catalogue, synthetic_catalogue
-from etl.fakeapi import CORE_PATH, PUBLIC_PATH, READ_SCOPE, FakeKatapult, Fault
+from etl.testing.catalogue import public_catalogue, synthetic_catalogue
+from etl.testing.fakeapi import CORE_PATH, PUBLIC_PATH, READ_SCOPE, FakeKatapult, Fault
 
 TOKEN = "tok_good"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, or_, select, text
 
 from etl.config import Settings
 from etl.database import open_engine, upgrade
-from etl.fakeapi import FakeKatapult
+from etl.testing.fakeapi import FakeKatapult
 from etl.models import PackageSnapshot, SyncRun
 from etl.pipeline import Hooks, run_sync
 from etl.records import ATTRIBUTE_COLUMNS, canonical_json, package_row

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from etl.catalogue import synthetic_catalogue
-from etl.fakeapi import Fault
+from etl.testing.catalogue import synthetic_catalogue
+from etl.testing.fakeapi import Fault
 from etl.progress import PageProgress
 
 RETRY_WARNING = re.compile(

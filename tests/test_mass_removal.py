@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, sync
 from .helpers import query, scalar

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 from etl.dialects import BulkInsert
 from etl.errors import DatabaseError
 

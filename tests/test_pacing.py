@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 from etl.pacing import Pacer, pages_in_flight
 
 from .helpers import query

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from etl.fakeapi import DEFAULT_TOKEN
+from etl.testing.fakeapi import DEFAULT_TOKEN
 
 from .scenario import merge_times, sync
 

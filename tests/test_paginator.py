@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from etl.client import Pagination
 from etl.errors import PaginationError
-from etl.paginator import PageWalk
+from etl.paginator import PageWalk, Pagination
 
 
 def counted(page: int, total: int, per_page: int = 2) -> Pagination:

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from etl.catalogue import synthetic_catalogue
-from etl.fakeapi import DEFAULT_TOKEN, FakeKatapult
+from etl.testing.catalogue import synthetic_catalogue
+from etl.testing.fakeapi import DEFAULT_TOKEN, FakeKatapult
 
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, runs
 from .helpers import query

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from etl.catalogue import public_catalogue
+from etl.testing.catalogue import public_catalogue
 from etl.errors import RecordError
 from etl.records import canonical_json, package_row
 

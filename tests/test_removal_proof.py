@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 
 from .dbstate import catalogue_tables, every_table, expected_catalogue, listed_catalogue
 from .helpers import query

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import create_engine, select
 
 from etl.database import alembic_config, head_revision, open_engine
-from etl.fakeapi import DEFAULT_TOKEN, Fault
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 from etl.models import Package
 from etl.reports import parse_since
 from etl.tables import aligned

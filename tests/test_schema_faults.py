@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, select, text
 
-from etl.catalogue import public_catalogue
+from etl.testing.catalogue import public_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 
 from .scenario import sync
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import Engine, event
 
-from etl.catalogue import public_catalogue, synthetic_catalogue
-from etl.fakeapi import DEFAULT_TOKEN, Fault
+from etl.testing.catalogue import public_catalogue, synthetic_catalogue
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
 from .helpers import query, scalar
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Integer, MetaData, Table, create_engine, inspect, select
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 from etl.models import Base
 
 from .helpers import empty_database

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from etl.catalogue import synthetic_catalogue
-from etl.fakeapi import READ_SCOPE, FakeKatapult, Fault
+from etl.testing.catalogue import synthetic_catalogue
+from etl.testing.fakeapi import READ_SCOPE, FakeKatapult, Fault
 
 from .dbstate import every_table
 

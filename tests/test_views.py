@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import create_engine, inspect, select
 
-from etl.catalogue import synthetic_catalogue
+from etl.testing.catalogue import synthetic_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
-from etl.fakeapi import DEFAULT_TOKEN, Fault
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 from etl.reports import PACKAGE_CHANGES
 
 from .helpers import query, scalar

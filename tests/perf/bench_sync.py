@@ -181,8 +181,8 @@ def fresh_database(args: argparse.Namespace, kind: str, folder: Path, label: str
 
 def bench_size(args: argparse.Namespace, size: int, latency_ms: int, folder: Path) -> list[Row]:
     """Every figure for one N and latency; with --repeat, each is the median of that many runs."""
-    from etl.catalogue import synthetic_catalogue
-    from etl.fakeapi import FakeKatapult
+    from etl.testing.catalogue import synthetic_catalogue
+    from etl.testing.fakeapi import FakeKatapult
 
     pages = math.ceil(size / PER_PAGE)
     catalogue = synthetic_catalogue(size)
@@ -242,8 +242,8 @@ def median_figures(runs: list[Figures]) -> Figures:
 
 def large_set_requests(size: int) -> tuple[int, int]:
     """Requests for one first sync of a large_set catalogue (no totals): at most one page more."""
-    from etl.catalogue import synthetic_catalogue
-    from etl.fakeapi import FakeKatapult
+    from etl.testing.catalogue import synthetic_catalogue
+    from etl.testing.fakeapi import FakeKatapult
 
     with (
         tempfile.TemporaryDirectory() as folder,

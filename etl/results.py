@@ -1,0 +1,44 @@
+"""What a run did, as the pipeline returns it and the CLI, the demo and the metrics report it.
+
+Its own module so that reporting a run does not import the machinery that makes one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import EXIT_INCOMPLETE, EXIT_MASS_REMOVAL, EXIT_OK
+
+
+@dataclass
+class RunCounts:
+    pages_fetched: int = 0
+    requests: int = 0
+    retries: int = 0
+    packages_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    restored: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did; `status` is succeeded or incomplete (a failed run raises instead)."""
+
+    run_id: int | None
+    scope: str
+    api: str
+    status: str
+    counts: RunCounts
+    seconds: float
+    dry_run: bool = False
+    reason: str | None = None
+    mass_removal_refused: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.mass_removal_refused:
+            return EXIT_MASS_REMOVAL
+        return EXIT_INCOMPLETE if self.status == "incomplete" else EXIT_OK
