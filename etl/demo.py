@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .testing.catalogue import RECORDED_AS_OF
 from .config import Settings
 from .database import reading
 from .errors import ConfigError
-from .testing.fakeapi import FakeKatapult
 from .pipeline import Hooks, run_sync
 from .reports import Change, ChangeFilter, find_changes
 from .results import RunResult
+from .testing.catalogue import RECORDED_AS_OF
+from .testing.fakeapi import FakeKatapult
 
 __all__ = ["BETWEEN_THE_SYNCS", "RECORDED_AS_OF", "check_new", "run_demo"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from etl.cli import main
-from etl.testing.fakeapi import FakeKatapult
 from etl.pipeline import Hooks
+from etl.testing.fakeapi import FakeKatapult
 from etl.types import utc_now
 
 from .helpers import empty_database

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.cli import build_parser
+from etl.testing.catalogue import synthetic_catalogue
 
 from .helpers import query
 from .test_docs import subcommands

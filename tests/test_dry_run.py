@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.database import head_revision
+from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
 from .dbstate import every_table, sync

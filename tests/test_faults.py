@@ -22,8 +22,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.database import alembic_config, head_revision
+from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, ERRORS, Fault
 
 from .dbstate import (

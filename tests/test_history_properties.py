@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, or_, select, text
 
 from etl.config import Settings
 from etl.database import open_engine, upgrade
-from etl.testing.fakeapi import FakeKatapult
 from etl.models import PackageSnapshot, SyncRun
 from etl.pipeline import Hooks, run_sync
 from etl.records import ATTRIBUTE_COLUMNS, canonical_json, package_row
+from etl.testing.fakeapi import FakeKatapult
 
 from .helpers import empty_database
 

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from etl.progress import PageProgress
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
-from etl.progress import PageProgress
 
 RETRY_WARNING = re.compile(
     r"katapult-etl: WARNING retrying in [0-9.]+ s \(attempt 1 failed: Katapult API refused the request: "

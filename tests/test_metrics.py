@@ -6,10 +6,10 @@ import re
 import subprocess
 import sys
 
-from etl.testing.catalogue import synthetic_catalogue
-from etl.testing.fakeapi import Fault
 from etl.metrics import RunReport, read_last_success, render
 from etl.results import RunCounts
+from etl.testing.catalogue import synthetic_catalogue
+from etl.testing.fakeapi import Fault
 
 TIMESTAMP = r"1[0-9]{9}(\.[0-9]{3})?"
 SECONDS = r"[0-9]+(\.[0-9]{3})?"

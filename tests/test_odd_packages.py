@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.dialects import BulkInsert
 from etl.errors import DatabaseError
+from etl.testing.catalogue import synthetic_catalogue
 
 from .dbstate import catalogue_tables, current_versions, expected_catalogue, listed_catalogue, sync
 from .helpers import query

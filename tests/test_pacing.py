@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.pacing import Pacer, pages_in_flight
+from etl.testing.catalogue import synthetic_catalogue
 
 from .helpers import query
 

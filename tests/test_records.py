@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from etl.testing.catalogue import public_catalogue
 from etl.errors import RecordError
 from etl.records import canonical_json, package_row
+from etl.testing.catalogue import public_catalogue
 
 
 def rock_1() -> dict:

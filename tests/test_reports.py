@@ -12,10 +12,10 @@ from alembic import command
 from sqlalchemy import create_engine, select
 
 from etl.database import alembic_config, head_revision, open_engine
-from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 from etl.models import Package
 from etl.reports import parse_since
 from etl.tables import aligned
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
 from .helpers import query
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, sync, three_runs

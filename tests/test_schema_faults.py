@@ -16,9 +16,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, select, text
 
-from etl.testing.catalogue import public_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
+from etl.testing.catalogue import public_catalogue
 
 from .dbstate import every_table
 from .helpers import empty_database, query, scalar

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Integer, MetaData, Table, create_engine, inspect, select
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.models import Base
+from etl.testing.catalogue import synthetic_catalogue
 
 from .helpers import empty_database
 

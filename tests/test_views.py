@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import create_engine, inspect, select
 
-from etl.testing.catalogue import synthetic_catalogue
 from etl.database import alembic_config, head_revision, open_engine, upgrade
-from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 from etl.reports import PACKAGE_CHANGES
+from etl.testing.catalogue import synthetic_catalogue
+from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
 from .helpers import query, scalar
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, run_times, sync, three_runs
