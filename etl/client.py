@@ -167,7 +167,8 @@ class KatapultClient:
         """Retry-After when Katapult sends one, else exponential backoff with full jitter."""
         policy = self._settings.retry
         error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
+        # Only an error answer carries a Retry-After; a transport error or a bad body has none.
+        retry_after = error.retry_after if isinstance(error, ApiResponseError) else None
         if retry_after is not None:
             wanted = retry_after
         else:
@@ -300,17 +301,21 @@ def _unverified_certificate(error: BaseException) -> str | None:
 def error_from_response(response: requests.Response, body: bytes) -> ApiResponseError:
     """Katapult's error body as the right kind of EtlError: retriable (429, 5xx) or fatal."""
     error = _error_body(body)
-    args = dict(
-        status=response.status_code,
+    status = response.status_code
+    kind: type[ApiResponseError] = FatalApiError
+    retry_after = None
+    if status == 429 or status >= 500:
+        kind = RetriableApiError
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    elif error.get("code") == "invalid_argument":
+        kind = InvalidArgumentError
+    return kind(
+        status=status,
         code=error.get("code"),
         description=error.get("description"),
         detail=error.get("detail"),
+        retry_after=retry_after,
     )
-    if response.status_code == 429 or response.status_code >= 500:
-        return RetriableApiError(**args, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if args["code"] == "invalid_argument":
-        return InvalidArgumentError(**args)
-    return FatalApiError(**args)
 
 
 def _error_body(raw: bytes) -> dict[str, Any]:
@@ -358,18 +363,19 @@ def parse_page(number: int, key: str, response: requests.Response, raw: bytes) -
 
 
 def parse_pagination(number: int, raw: dict[str, Any]) -> Pagination:
-    def integer(name: str, *, nullable: bool = False) -> int | None:
+    def integer(name: str) -> int:
         value = raw.get(name)
-        if value is None and nullable:
-            return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise UnexpectedResponseError(f"page {number}: pagination.{name} is {value!r}, not a whole number")
         return value
 
+    def optional_integer(name: str) -> int | None:
+        return None if raw.get(name) is None else integer(name)
+
     return Pagination(
         current_page=integer("current_page"),
-        total_pages=integer("total_pages", nullable=True),
-        total=integer("total", nullable=True),
+        total_pages=optional_integer("total_pages"),
+        total=optional_integer("total"),
         per_page=integer("per_page"),
         large_set=bool(raw.get("large_set", False)),
     )
