@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 from .database import reading
@@ -52,7 +53,7 @@ def run_demo(database: Path, hooks: Hooks, on_run: Callable[[RunResult, list[Cha
         sync(settings)
 
 
-def change_a_few(packages: list[dict]) -> None:
+def change_a_few(packages: list[dict[str, Any]]) -> None:
     """What a catalogue update might look like: two packages change, one is withdrawn."""
     by_name = {package["name"]: package for package in packages}
     by_name["ROCK-1"]["storage_in_gb"] = 20

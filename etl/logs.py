@@ -51,14 +51,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is when a record comes (tests swap it), wiping a progress bar first."""
 
     def __init__(self, wipe_progress_bar: bool) -> None:
         super().__init__(sys.stderr)
         self.wipe_progress_bar = wipe_progress_bar
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

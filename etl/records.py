@@ -75,13 +75,14 @@ def _canonical_encoder() -> Callable[[Any], str]:
     a quarter of the cost of encoding a package. Where there is no C encoder, JSONEncoder is the same.
     """
     # NaN and Infinity are refused (ValueError): they are not JSON, and PostgreSQL and MariaDB say so.
-    options = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
-    fallback = json.JSONEncoder(**options)  # type: ignore[arg-type]
-    if json_encoder.c_make_encoder is None:
+    fallback = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # typeshed does not declare json.encoder.c_make_encoder (the C accelerator, None where it is missing):
+    # its type is written here, from CPython's _json.make_encoder.
+    make_encoder: Callable[..., Callable[[Any, int], Iterable[str]]] | None
+    make_encoder = json_encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make_encoder is None:
         return fallback.encode
-    encode = json_encoder.c_make_encoder(
-        None, fallback.default, json_encoder.encode_basestring, None, ":", ",", True, False, False
-    )
+    encode = make_encoder(None, fallback.default, json_encoder.encode_basestring, None, ":", ",", True, False, False)
 
     def canonical(value: Any) -> str:
         return "".join(encode(value, 0))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Callable
+from typing import Any
 
 # Katapult's public catalogue as its own API answered it, recorded by the public test suites of Katapult's
 # Terraform provider and Go client: the 20 packages, in the order the API lists them, from the newest
@@ -40,7 +42,7 @@ _BANDWIDTH_IN_GB = {"ROCK-1": 1024, "ROCK-3": 2048, "ROCK-6": 3072}
 _IN_STANDARD_GROUP = ("ROCK-1", "ROCK-3")  # recorded with use_dedicated_cpus false and this group
 
 
-def _public_package(package_id: str, name: str, cpu: int, memory: int, storage: int) -> dict:
+def _public_package(package_id: str, name: str, cpu: int, memory: int, storage: int) -> dict[str, Any]:
     """One package with every key the API sends today; what was never recorded is null."""
     grouped = name in _IN_STANDARD_GROUP
     return {
@@ -59,7 +61,7 @@ def _public_package(package_id: str, name: str, cpu: int, memory: int, storage: 
     }
 
 
-def public_catalogue() -> list[dict]:
+def public_catalogue() -> list[dict[str, Any]]:
     """The 20 packages of Katapult's public catalogue as recorded (RECORDED_AS_OF), as fresh dicts."""
     return [_public_package(*package) for package in _PUBLIC]
 
@@ -105,7 +107,7 @@ def _tail(counter: int, salt: int) -> str:
     return _b62(((counter + salt) * _MIX) % _SPACE10, 10)
 
 
-def _icon(index: int, token: str) -> dict:
+def _icon(index: int, token: str) -> dict[str, Any]:
     """An uploaded-icon attachment shaped like the API's."""
     file_name = f"pkg-{index:05d}.png"
     return {
@@ -119,7 +121,7 @@ def _icon(index: int, token: str) -> dict:
 
 
 def synthetic_catalogue(count: int, groups: int = 20, *, seed: int = 0,
-                        privacy: str = "public") -> list[dict]:
+                        privacy: str = "public") -> list[dict[str, Any]]:
     """`count` deterministic made-up packages spread round-robin over `groups` groups."""
     if count < 0 or groups < 1:
         raise ValueError("count must be >= 0 and groups >= 1")
@@ -138,12 +140,13 @@ def synthetic_catalogue(count: int, groups: int = 20, *, seed: int = 0,
             gc.enable()
 
 
-def _build(count: int, group_list: list, head: str, rnd, privacy: str) -> list[dict]:
+def _build(count: int, group_list: list[tuple[str, str]], head: str, rnd: Callable[[], float],
+           privacy: str) -> list[dict[str, Any]]:
     """The hot loop of synthetic_catalogue: inlined id and dict building, locals only."""
     pairs, cpus, mems, stos, bws = _PAIRS, _CPUS, _MEMORY_PER_CPU, _STORAGE_PER_GB, _BANDWIDTHS
     p4, p3, p2, mix, space, salt = _P4, _P3, _P2, _MIX, _SPACE10, _PKG_SALT
     groups = len(group_list)
-    packages = []
+    packages: list[dict[str, Any]] = []
     append = packages.append
     for i in range(count):
         # Always draw the same number of values per package, so package i is the

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .catalogue import public_catalogue, synthetic_catalogue
@@ -88,7 +88,7 @@ class RecordedRequest:
 class ApiError(Exception):
     """An error answer: raised anywhere while routing, turned into a Katapult error body."""
 
-    def __init__(self, code: str, description: str | None = None, detail: dict | None = None,
+    def __init__(self, code: str, description: str | None = None, detail: dict[str, Any] | None = None,
                  status: int | None = None):
         known_status, known_description = ERRORS.get(code, (500, f"An error occurred ({code})"))
         super().__init__(code)
@@ -134,7 +134,10 @@ def _request_page(query: dict[str, str]) -> int | None:
     return int(raw) if _INTEGER.fullmatch(raw) else None
 
 
-def _slice_two(first: list, second: list, start: int, stop: int) -> list:
+_Item = TypeVar("_Item")
+
+
+def _slice_two(first: list[_Item], second: list[_Item], start: int, stop: int) -> list[_Item]:
     """first + second, sliced, without copying 100k-item lists on every request."""
     if stop <= len(first):
         return first[start:stop]
@@ -148,7 +151,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: "FakeKatapult"
 
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: object, client_address: object) -> None:
         """Clients hanging up mid-answer (timeouts, truncation tests) are expected: say nothing."""
 
 
@@ -170,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._track(self.connection, False)
         super().finish()
 
-    def log_message(self, format, *args) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         """Tests and the demo want a silent server."""
 
     def _any(self) -> None:
@@ -183,13 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeKatapult:
     """In-process Katapult API for VM packages, served over real HTTP on a daemon thread."""
 
-    def __init__(self, packages: list[dict] | None = None, *, tokens: dict[str, set[str]] | None = None,
-                 organizations: dict[str, dict] | None = None, per_page_cap: int = 200,
+    def __init__(self, packages: list[dict[str, Any]] | None = None, *, tokens: dict[str, set[str]] | None = None,
+                 organizations: dict[str, dict[str, Any]] | None = None, per_page_cap: int = 200,
                  large_set_threshold: int = 1000, latency: float = 0.0,
                  rate_limit_permitted: int = 600, host: str = "127.0.0.1", port: int = 0):
-        self.packages: list[dict] = public_catalogue() if packages is None else packages
+        self.packages: list[dict[str, Any]] = public_catalogue() if packages is None else packages
         self.tokens: dict[str, set[str]] = {DEFAULT_TOKEN: {READ_SCOPE}} if tokens is None else tokens
-        self.organizations: dict[str, dict] = {} if organizations is None else organizations
+        self.organizations: dict[str, dict[str, Any]] = {} if organizations is None else organizations
         self.per_page_cap = per_page_cap
         self.large_set_threshold = large_set_threshold
         self.force_large_set = False
@@ -230,7 +233,7 @@ class FakeKatapult:
 
     def stop(self) -> None:
         """Stop serving, close the listening socket and any open connections, join the thread."""
-        if self._server is None:
+        if self._server is None or self._thread is None:  # never started (start() sets both)
             return
         self._server.shutdown()
         self._server.server_close()
@@ -247,7 +250,7 @@ class FakeKatapult:
     def __enter__(self) -> "FakeKatapult":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # --- test controls -----------------------------------------------------
@@ -361,7 +364,7 @@ class FakeKatapult:
         if READ_SCOPE not in scopes:
             raise ApiError("scope_not_granted", detail={"scopes": [READ_SCOPE]})
 
-    def _organization_packages(self, query: dict[str, str]) -> list[dict]:
+    def _organization_packages(self, query: dict[str, str]) -> list[dict[str, Any]]:
         """The private packages of the organization named in the query ([] when none is named)."""
         org_id, sub_domain = query.get("organization[id]"), query.get("organization[sub_domain]")
         if org_id is not None and sub_domain is not None:
@@ -370,10 +373,12 @@ class FakeKatapult:
             return []
         for key, org in self.organizations.items():
             if key == org_id or (sub_domain is not None and org.get("sub_domain") == sub_domain):
-                return org.get("packages", [])
+                packages: list[dict[str, Any]] = org.get("packages", [])
+                return packages
         raise ApiError("organization_not_found")
 
-    def _page_body(self, query: dict[str, str], key: str, items: list, extra: list) -> bytes:
+    def _page_body(self, query: dict[str, str], key: str, items: list[dict[str, Any]],
+                   extra: list[dict[str, Any]]) -> bytes:
         """One page of items + extra with Katapult's pagination block."""
         page = _int_arg(query, "page", 1, 1, None)
         per_page = _int_arg(query, "per_page", DEFAULT_PER_PAGE, 1, self.per_page_cap)
@@ -396,7 +401,7 @@ class FakeKatapult:
             self.after_page(page)
         return body
 
-    def _restyle_totals(self, pagination: dict) -> None:
+    def _restyle_totals(self, pagination: dict[str, Any]) -> None:
         """Totals as `totals` and `omit_large_set` say they are sent."""
         if self.totals == "null":
             pagination.update(total=None, total_pages=None)
