@@ -8,6 +8,7 @@ revisions this release knows are the names of its migration files, so that the c
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import logging
 import os
 import sqlite3
@@ -24,6 +25,8 @@ from .urls import sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -51,11 +54,11 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def _without_jit(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _without_jit(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # The merge's statements look expensive to PostgreSQL's planner (a correlated subquery per staged
     # package), so it compiled them with JIT: ~2 s of compiling for a statement that runs in less.
     # Only this job's own sessions are affected.
-    with dbapi_connection.cursor() as cursor:
+    with contextlib.closing(dbapi_connection.cursor()) as cursor:
         cursor.execute("SET jit = off")
     dbapi_connection.commit()
 
@@ -68,7 +71,7 @@ def _sqlite_engine(url: str, database: str | None, timeout_in_url: bool) -> Engi
     engine = create_engine(url, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin, so that DDL and
         # the merge are transactional too.
         dbapi_connection.isolation_level = None
@@ -99,9 +102,9 @@ def _create_private_file(path: Path) -> None:
 
 def migrations_folder() -> Path:
     """Where the migrations are: beside the package when installed, migrations/ in a checkout."""
-    from . import migrations
-
-    return Path(migrations.__file__).parent
+    # etl.migrations is the top-level migrations/ folder, put into the package by the install
+    # (pyproject's package-dir): it is found at run time, not in etl/ where a type checker reads.
+    return Path(str(importlib.resources.files("etl.migrations")))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -174,7 +177,7 @@ def _use_write_ahead_log(engine: Engine) -> None:
     with engine.connect() as connection:
         # The driver's own connection: SQLAlchemy would first BEGIN, and SQLite changes the journal
         # mode only outside a transaction.
-        driver = connection.connection.driver_connection
+        driver = _sqlite_driver(connection)
         try:
             if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 driver.execute("PRAGMA journal_mode = WAL")
@@ -214,12 +217,20 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     if connection.dialect.name != "sqlite":
         yield
         return
-    driver = connection.connection.driver_connection
-    driver.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+    driver = _sqlite_driver(connection)
+    driver.execute("PRAGMA foreign_keys = OFF")
     try:
         yield
     finally:
-        driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+def _sqlite_driver(connection: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under SQLAlchemy's (sqlite3 is the one SQLite driver config accepts)."""
+    driver = connection.connection.driver_connection
+    # SQLAlchemy types it Optional: it is None only once the pool has invalidated it, never in use.
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _check_foreign_keys(connection: Connection) -> None:

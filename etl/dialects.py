@@ -24,7 +24,10 @@ from sqlalchemy.sql.dml import Insert
 from .errors import DatabaseError, RunLockedError, describe
 from .urls import sqlite_path
 
-ON_CONFLICT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+ON_CONFLICT_INSERTS: dict[str, Callable[[Table], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 # How long MySQL waits for another run's merge or migration: far longer than either takes.
 MYSQL_LOCK_WAIT_SECONDS = 3600
 # MySQL and MariaDB tables compare and sort text exactly, as SQLite and PostgreSQL do (migration 0004):
@@ -75,11 +78,11 @@ def upsert(
         incoming = {name: statement.excluded[name] for name in update_from_incoming}
         return statement.on_conflict_do_update(index_elements=list(key), set_={**incoming, **fixed})
     if dialect_name in ("mysql", "mariadb"):
-        statement = mysql.insert(table)
+        mysql_statement = mysql.insert(table)
         if source is not None:
-            statement = statement.from_select(columns, source)
-        incoming = {name: statement.inserted[name] for name in update_from_incoming}
-        return statement.on_duplicate_key_update({**incoming, **fixed})
+            mysql_statement = mysql_statement.from_select(columns, source)
+        incoming = {name: mysql_statement.inserted[name] for name in update_from_incoming}
+        return mysql_statement.on_duplicate_key_update({**incoming, **fixed})
     raise DatabaseError(f"katapult-etl does not support {dialect_name} databases")
 
 
@@ -122,8 +125,11 @@ class BulkInsert:
         # millisecond until this page's COPY has ended, and then stop the run as usual.
         # The COPY goes around SQLAlchemy, so its errors come as the driver's own: made one line here.
         driver_error = connection.dialect.loaded_dbapi.Error
+        driver = connection.connection.driver_connection
+        # SQLAlchemy types it Optional: it is None only once the pool has invalidated it, never in use.
+        assert driver is not None
         try:
-            with _stop_signals_held(), connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            with _stop_signals_held(), driver.cursor() as cursor:
                 with cursor.copy(self._copy) as copy:
                     for row in rows:
                         copy.write_row(row)
