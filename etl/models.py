@@ -8,7 +8,7 @@ sources of `katapult-etl schema` and the README's schema tables are made from it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     String,
+    Table,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -38,6 +39,8 @@ RUN_STATUSES = ("running", "succeeded", "failed", "incomplete")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model is mapped to a Table (none to a join or a select), which SQLAlchemy types as any FromClause.
+    __table__: ClassVar[Table]
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonDocument}
 
 

@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, exists, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    MetaData,
+    String,
+    Table,
+    Text,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from .errors import ConfigError, UnknownPackageError
@@ -176,16 +189,16 @@ def catalogue(
     return Catalogue([{name: row[name] for name in CATALOGUE_COLUMNS} for row in rows], at, scope, removed)
 
 
-def _valid_at(versions: Table, at: datetime | None) -> Any:
+def _valid_at(versions: Table, at: datetime | None) -> ColumnElement[bool]:
     if at is None:
         return versions.c.valid_to.is_(None)
     return (versions.c.valid_from <= at) & or_(versions.c.valid_to.is_(None), versions.c.valid_to > at)
 
 
-def _removed_by(versions: Table, at: datetime | None) -> Any:
+def _removed_by(versions: Table, at: datetime | None) -> ColumnElement[bool]:
     later = versions.alias("later")
-    newer = later.c.valid_from > versions.c.valid_from
-    ended = versions.c.valid_to.is_not(None)
+    newer: ColumnElement[bool] = later.c.valid_from > versions.c.valid_from
+    ended: ColumnElement[bool] = versions.c.valid_to.is_not(None)
     if at is not None:
         newer = newer & (later.c.valid_from <= at)
         ended = ended & (versions.c.valid_to <= at)
@@ -261,7 +274,7 @@ def find_package(connection: Connection, package: str) -> str:
         ).distinct()),
     )
     for what, tier in tiers:
-        ids = sorted(connection.execute(tier).scalars())
+        ids: list[str] = sorted(connection.execute(tier).scalars())
         if len(ids) == 1:
             return ids[0]
         if ids:

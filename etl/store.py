@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Update,
     and_,
     bindparam,
     case,
@@ -42,6 +43,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from .dialects import (
@@ -388,13 +390,15 @@ class Store:
         """Not seen by the staged walk, nor by the confirming walk when there was one."""
         return and_(_not_staged(), not_(_confirmed())) if self._confirming else _not_staged()
 
-    def _bulk_update(self, statement: Any) -> int:
+    def _bulk_update(self, statement: Update) -> int:
         """Run an UPDATE of many rows; returns how many it changed.
 
         Without synchronize_session=False the ORM would fetch back the key of every row it updates
         (RETURNING), to refresh objects this session never loaded: 100,000 keys in memory on a re-sync.
         """
         result = self.session.execute(statement, execution_options={"synchronize_session": False})
+        # An UPDATE's result is a CursorResult, which has the count; Session.execute is typed as any Result.
+        assert isinstance(result, CursorResult)
         return result.rowcount
 
     # -- runs ------------------------------------------------------------------------------------
