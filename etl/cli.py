@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -40,7 +40,11 @@ from .logs import FORMATS, configure_logging, is_terminal
 # and Alembic, and the query commands never import Alembic.
 if TYPE_CHECKING:
     from .pipeline import Hooks
+    from .reports import Change
     from .results import RunResult
+
+    # What add_subparsers returns; argparse's class is generic only in its type stubs.
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "katapult-etl"
 log = logging.getLogger(__name__)
@@ -109,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_global_options(parser: argparse.ArgumentParser, defaults: dict[str, object]) -> None:
+def add_global_options(parser: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
     parser.add_argument(
         "--database-url",
         default=defaults["database_url"],
@@ -125,13 +129,15 @@ def add_global_options(parser: argparse.ArgumentParser, defaults: dict[str, obje
     )
 
 
-def _command_parser(commands: argparse._SubParsersAction, name: str, **options: object) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, allow_abbrev=False, **options)
+def _command_parser(
+    commands: Commands, name: str, *, parents: list[argparse.ArgumentParser], help: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, allow_abbrev=False, parents=parents, help=help)
     parser.set_defaults(parser=parser)
     return parser
 
 
-def add_sync_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     sync = _command_parser(
         commands, "sync", parents=[common], help="walk the whole catalogue once and record what changed"
     )
@@ -161,7 +167,7 @@ def add_sync_command(commands: argparse._SubParsersAction, common: argparse.Argu
     sync.add_argument("--json", action="store_true", help="print the run's summary as one JSON object, the only line on stdout")
 
 
-def add_db_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     db = _command_parser(commands, "db", parents=[common], help="manage the database schema")
     actions = db.add_subparsers(title="actions", required=True, metavar="ACTION")
     upgrade = _command_parser(actions, "upgrade", parents=[common], help="migrate the database to the newest schema")
@@ -172,7 +178,7 @@ def add_db_command(commands: argparse._SubParsersAction, common: argparse.Argume
     current.set_defaults(command=cmd_db_current)
 
 
-def add_query_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
     # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
     formats = ("table", "json", "jsonl", "csv")
     output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
@@ -223,7 +229,7 @@ def add_query_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     )
 
 
-def add_demo_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_demo_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     demo = _command_parser(
         commands, "demo", parents=[common], help="try it offline: sync a built-in fake API twice into a new SQLite file"
     )
@@ -233,7 +239,7 @@ def add_demo_command(commands: argparse._SubParsersAction, common: argparse.Argu
     )
 
 
-def add_schema_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_schema_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     schema = _command_parser(
         commands, "schema", parents=[common], help="describe the tables and views of this release (no database needed)"
     )
@@ -456,7 +462,7 @@ def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:
         f"as its API answered it on {demo.RECORDED_AS_OF}."
     )
 
-    def tell(run: RunResult, changes: list[object]) -> None:
+    def tell(run: RunResult, changes: list[Change]) -> None:
         print(summary_line(run))
         if run.run_id == 1:  # the new database's first sync: 20 creations are one fact, not 20 rows
             print(tables.creations_line(run, changes))
