@@ -156,15 +156,38 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
     scope.add_argument("--organization-id", metavar="ID", help="an organization's packages, by id")
     scope.add_argument("--organization-sub-domain", metavar="SUB", help="an organization's packages, by sub-domain")
     sync.add_argument("--per-page", type=int, default=MAX_PER_PAGE, help="page size to ask for (default %(default)s)")
-    sync.add_argument("--concurrency", type=int, default=4, help=f"pages fetched at once when totals are known, 1 to {MAX_CONCURRENCY} (default %(default)s)")
+    sync.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help=f"pages fetched at once when totals are known, 1 to {MAX_CONCURRENCY} (default %(default)s)",
+    )
     sync.add_argument("--max-attempts", type=int, default=8, help="attempts per request (default %(default)s)")
-    sync.add_argument("--retry-budget", type=float, default=300.0, metavar="SECONDS", help="total time a run may spend on failed attempts and the waits between them (default %(default)s)")
+    sync.add_argument(
+        "--retry-budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="total time a run may spend on failed attempts and the waits between them (default %(default)s)",
+    )
     sync.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default %(default)s")
-    sync.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="time for a whole answer, body included (default %(default)s)")
+    sync.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time for a whole answer, body included (default %(default)s)",
+    )
     sync.add_argument("--dry-run", action="store_true", help="walk and report what would change; write nothing")
-    sync.add_argument("--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages")
-    sync.add_argument("--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here")
-    sync.add_argument("--json", action="store_true", help="print the run's summary as one JSON object, the only line on stdout")
+    sync.add_argument(
+        "--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages"
+    )
+    sync.add_argument(
+        "--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here"
+    )
+    sync.add_argument(
+        "--json", action="store_true", help="print the run's summary as one JSON object, the only line on stdout"
+    )
 
 
 def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -184,11 +207,15 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
     shape = output.add_mutually_exclusive_group()
     shape.add_argument(
-        "--format", choices=formats, default="table", dest="output",
+        "--format",
+        choices=formats,
+        default="table",
+        dest="output",
         help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row",
     )
-    shape.add_argument("--json", action="store_const", const="json", default="table", dest="output",
-                       help="the same as --format json")
+    shape.add_argument(
+        "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
+    )
     packages = _command_parser(commands, "packages", parents=[output], help="the catalogue now, or as it was at a time")
     packages.set_defaults(command=cmd_packages)
     packages.add_argument(
@@ -204,12 +231,16 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     history = _command_parser(commands, "history", parents=[output], help="one package's changes, old → new")
     history.set_defaults(command=cmd_history)
     history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
-    changes = _command_parser(commands, "changes", parents=[output], help="packages created, updated, removed, restored")
+    changes = _command_parser(
+        commands, "changes", parents=[output], help="packages created, updated, removed, restored"
+    )
     changes.set_defaults(command=cmd_changes)
     changes.add_argument(
-        "--since", default="7d", metavar="WHEN",
+        "--since",
+        default="7d",
+        metavar="WHEN",
         help="an age (2w, 7d, 24h, 30m), a UTC date or time, or last-run: the newest succeeded run of each "
-             "scope (default %(default)s)",
+        "scope (default %(default)s)",
     )
     changes.add_argument("--scope", metavar="S", help="only the changes of runs of this scope, e.g. public")
     change_types = ("created", "updated", "removed", "restored")  # etl.reports.CHANGE_TYPES
@@ -224,7 +255,10 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
         return tuple(kind for kind in change_types if kind in asked)
 
     changes.add_argument(
-        "--type", type=types, default=change_types, metavar="TYPES",
+        "--type",
+        type=types,
+        default=change_types,
+        metavar="TYPES",
         help="only these kinds, comma-separated: created,updated,removed,restored (default all)",
     )
 
@@ -245,7 +279,10 @@ def add_schema_command(commands: Commands, common: argparse.ArgumentParser) -> N
     )
     schema.set_defaults(command=cmd_schema)
     schema.add_argument(
-        "--format", choices=("markdown", "dbt", "json"), default="markdown", dest="output",  # etl.schema_docs.FORMATS
+        "--format",
+        choices=("markdown", "dbt", "json"),
+        default="markdown",
+        dest="output",  # etl.schema_docs.FORMATS
         help="the README's tables (default); a dbt sources.yml; the same as JSON",
     )
 

@@ -14,9 +14,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import requests
 import tenacity
@@ -158,10 +158,7 @@ class KatapultClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, ConnectError) and error.unresolvable:
             return state.attempt_number >= min(policy.max_attempts, ATTEMPTS_FOR_AN_UNRESOLVED_NAME)
-        return (
-            state.attempt_number >= policy.max_attempts
-            or self.stats.budget_spent >= policy.run_budget_seconds
-        )
+        return state.attempt_number >= policy.max_attempts or self.stats.budget_spent >= policy.run_budget_seconds
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """Retry-After when Katapult sends one, else exponential backoff with full jitter."""
@@ -185,7 +182,12 @@ class KatapultClient:
             seconds,
             state.attempt_number,
             error,
-            extra={"page": state.args[0], "attempt": state.attempt_number, "delay_s": round(seconds, 3), "error": str(error)},
+            extra={
+                "page": state.args[0],
+                "attempt": state.attempt_number,
+                "delay_s": round(seconds, 3),
+                "error": str(error),
+            },
         )
 
     def _attempt(self, number: int, per_page: int) -> Page:
@@ -223,11 +225,12 @@ class KatapultClient:
             if certificate is None:
                 raise TransportError(f"no whole answer for page {number}: {type(error).__name__}") from error
             # Not retried: a certificate that failed verification fails it again on every attempt.
-            raise ApiError(f"could not verify the TLS certificate of {self._settings.api_url}: {certificate}") from error
+            raise ApiError(
+                f"could not verify the TLS certificate of {self._settings.api_url}: {certificate}"
+            ) from error
         except requests.ConnectionError as error:
             raise self._connection_error(number, error) from error
         except (
-            requests.ConnectionError,
             requests.Timeout,
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,  # a corrupt gzip body: as retriable as a cut one
@@ -263,9 +266,7 @@ class KatapultClient:
         while True:
             chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
             if self._clock() > deadline:
-                raise TransportError(
-                    f"no whole answer for page {number} within {self._settings.read_timeout:g} s"
-                )
+                raise TransportError(f"no whole answer for page {number} within {self._settings.read_timeout:g} s")
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -386,4 +387,3 @@ def _int_header(response: requests.Response, name: str) -> int | None:
         return int(response.headers[name])
     except (KeyError, ValueError):
         return None
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 log = logging.getLogger(__name__)
 
@@ -55,4 +55,4 @@ class RunClock:
 
 
 def _iso(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return instant.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

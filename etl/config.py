@@ -117,9 +117,7 @@ class Settings:
             if not seconds > 0:  # `not >` also refuses NaN
                 raise ConfigError(f"{option} must be more than 0 seconds, not {seconds:g}")
         if not self.scope.is_public and not self.token:
-            raise ConfigError(
-                "an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file"
-            )
+            raise ConfigError("an organization's packages need an API token: set KATAPULT_API_TOKEN or --token-file")
         if self.token:
             check_token_text(self.token)
             check_token_transport(self.api_url)
@@ -168,7 +166,9 @@ def database_url(given: str | None, environ: Mapping[str, str]) -> str:
     url = given or environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     match = _URL.fullmatch(url)
     if match is None or match["scheme"].lower() not in DATABASE_SCHEMES:
-        raise ConfigError(f"not a database URL katapult-etl supports: {mask_password(url)!r} (use {SUPPORTED_DATABASES})")
+        raise ConfigError(
+            f"not a database URL katapult-etl supports: {mask_password(url)!r} (use {SUPPORTED_DATABASES})"
+        )
     scheme, driver, extra = DATABASE_SCHEMES[match["scheme"].lower()]
     if importlib.util.find_spec(driver) is None:
         raise ConfigError(

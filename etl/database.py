@@ -153,14 +153,18 @@ def upgrade(engine: Engine) -> str | None:
     from .dialects import migration_lock
 
     try:
-        with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
-            with connection.begin(), migration_lock(connection):
-                before = known_revision(connection)
-                if before != head_revision():
-                    from alembic import command
+        with (
+            engine.connect() as connection,
+            _sqlite_foreign_keys_off(connection),
+            connection.begin(),
+            migration_lock(connection),
+        ):
+            before = known_revision(connection)
+            if before != head_revision():
+                from alembic import command
 
-                    command.upgrade(alembic_config(connection), "head")
-                    _check_foreign_keys(connection)
+                command.upgrade(alembic_config(connection), "head")
+                _check_foreign_keys(connection)
     except SQLAlchemyError as error:
         raise DatabaseError(f"could not migrate the database: {describe(error)}") from None
     _use_write_ahead_log(engine)
@@ -265,5 +269,3 @@ def reading(url: str) -> Iterator[Connection]:
         raise DatabaseError(f"database error: {describe(error)}") from None
     finally:
         engine.dispose()
-
-

@@ -113,7 +113,7 @@ class BulkInsert:
         if self._copy is not None:
             self._copy_rows(connection, rows)
             return
-        parameters: list[Any] = [dict(zip(self._columns, row)) for row in rows] if self._named else rows
+        parameters: list[Any] = [dict(zip(self._columns, row, strict=True)) for row in rows] if self._named else rows
         try:
             connection.exec_driver_sql(self._sql, parameters)
         except SQLAlchemyError as error:
@@ -129,10 +129,9 @@ class BulkInsert:
         # SQLAlchemy types it Optional: it is None only once the pool has invalidated it, never in use.
         assert driver is not None
         try:
-            with _stop_signals_held(), driver.cursor() as cursor:
-                with cursor.copy(self._copy) as copy:
-                    for row in rows:
-                        copy.write_row(row)
+            with _stop_signals_held(), driver.cursor() as cursor, cursor.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
         except driver_error as error:
             raise DatabaseError(f"database error while staging a page: {describe(error)}") from None
 

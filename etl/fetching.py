@@ -21,7 +21,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar, Union
+from typing import Generic, TypeAlias, TypeVar
 
 PageT = TypeVar("PageT")
 
@@ -30,7 +30,7 @@ class _Skipped:
     """What a fetcher answers for a page it did not fetch: another fetch had failed (or the walk was over)."""
 
 
-_Outcome = Union[PageT, BaseException, _Skipped]
+_Outcome: TypeAlias = PageT | BaseException | _Skipped
 
 
 class OrderedFetcher(Generic[PageT]):

@@ -49,7 +49,9 @@ def check_metrics_path(path: Path, dry_run: bool) -> None:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write the metrics file {path}: {folder} is not a writable folder")
     if path.suffix != ".prom":
-        log.warning("the metrics file %s does not end in .prom: node_exporter's textfile collector will not read it", path)
+        log.warning(
+            "the metrics file %s does not end in .prom: node_exporter's textfile collector will not read it", path
+        )
 
 
 def write_metrics(path: Path, report: RunReport) -> None:
@@ -86,7 +88,11 @@ def render(report: RunReport, last_success: float | None) -> str:
 
 def _count_gauges(scope: str, counts: RunCounts) -> list[str]:
     return [
-        _gauge("pages_fetched", "Pages the last run fetched (a confirming walk's included).", [(scope, counts.pages_fetched)]),
+        _gauge(
+            "pages_fetched",
+            "Pages the last run fetched (a confirming walk's included).",
+            [(scope, counts.pages_fetched)],
+        ),
         _gauge("requests", "HTTP requests the last run sent, retries included.", [(scope, counts.requests)]),
         _gauge("retries", "Requests the last run sent again after a failure.", [(scope, counts.retries)]),
         _gauge("packages_seen", "Distinct packages the last run saw.", [(scope, counts.packages_seen)]),

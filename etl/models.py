@@ -41,7 +41,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     # Every model is mapped to a Table (none to a join or a select), which SQLAlchemy types as any FromClause.
     __table__: ClassVar[Table]
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonDocument}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JsonDocument}
 
 
 class PackageAttributes:
@@ -132,11 +132,11 @@ class SyncRun(Base):
     api: Mapped[str] = mapped_column(String(16), comment="`core` (with a token) or `public`")
     started_at: Mapped[datetime] = mapped_column(comment="when the run started")
     finished_at: Mapped[datetime | None] = mapped_column(comment="when the run finished; NULL while running")
-    status: Mapped[str] = mapped_column(
-        String(16), comment="`running`, `succeeded`, `failed` or `incomplete`"
-    )
+    status: Mapped[str] = mapped_column(String(16), comment="`running`, `succeeded`, `failed` or `incomplete`")
     pages_fetched: Mapped[int] = mapped_column(
-        BigInteger, default=0, comment="pages walked (by every walk of the run: a repeated walk and a confirming walk count too)"
+        BigInteger,
+        default=0,
+        comment="pages walked (by every walk of the run: a repeated walk and a confirming walk count too)",
     )
     requests: Mapped[int] = mapped_column(BigInteger, default=0, comment="HTTP requests made, retries included")
     retries: Mapped[int] = mapped_column(BigInteger, default=0, comment="requests that were retried")
@@ -153,9 +153,7 @@ class SyncRun(Base):
     pid: Mapped[int | None] = mapped_column(BigInteger, comment="the process id the run ran as")
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('running', 'succeeded', 'failed', 'incomplete')", name="status"
-        ),
+        CheckConstraint("status IN ('running', 'succeeded', 'failed', 'incomplete')", name="status"),
         Index(None, "scope", "started_at"),
         {"comment": "one row per run"},
     )
@@ -167,9 +165,7 @@ class PackageSnapshot(PackageAttributes, Base):
     __tablename__ = "package_snapshots"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True, comment="the version's number")
-    package_id: Mapped[str] = mapped_column(
-        Key, ForeignKey("packages.id"), comment="the package this is a version of"
-    )
+    package_id: Mapped[str] = mapped_column(Key, ForeignKey("packages.id"), comment="the package this is a version of")
     sync_run_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("sync_runs.id"), index=True, comment="the run that saw this version first"
     )
@@ -177,9 +173,7 @@ class PackageSnapshot(PackageAttributes, Base):
     valid_to: Mapped[datetime | None] = mapped_column(comment="until when; NULL for the current version")
     group_id: Mapped[str | None] = mapped_column(Key, comment=GROUP_ID)
     group_name: Mapped[str | None] = mapped_column(LongText, comment="the group's name as this version saw it")
-    raw: Mapped[dict[str, Any]] = mapped_column(
-        comment="the package's JSON as received, unknown keys included"
-    )
+    raw: Mapped[dict[str, Any]] = mapped_column(comment="the package's JSON as received, unknown keys included")
     changed_fields: Mapped[str | None] = mapped_column(
         LongText,
         comment=(

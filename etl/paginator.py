@@ -100,9 +100,7 @@ class PageWalk:
         if number != self._accepted + 1 or number > self._handed_out:
             raise PaginationError(f"page {number} was accepted out of order (after page {self._accepted})")
         if pagination.current_page != number:
-            raise PaginationError(
-                f"asked for page {number}, Katapult answered page {pagination.current_page}"
-            )
+            raise PaginationError(f"asked for page {number}, Katapult answered page {pagination.current_page}")
         bound = min(self._max_pages, self._page_bound or self._max_pages)
         if number > bound:
             raise PaginationError(f"the walk passed {bound} pages without reaching the end")
@@ -113,9 +111,7 @@ class PageWalk:
         # surrogatepass: an id with half a surrogate pair (refused later, by records.py) must not stop the walk.
         fingerprint = hashlib.sha256("\n".join(item_ids).encode("utf-8", "surrogatepass")).digest()
         if fingerprint in self._fingerprints:
-            raise PaginationError(
-                f"page {number} repeats the packages of an earlier page: the API is not paging"
-            )
+            raise PaginationError(f"page {number} repeats the packages of an earlier page: the API is not paging")
         self._fingerprints.add(fingerprint)
 
     def _after_counted_page(self, number: int, pagination: Pagination) -> list[int]:

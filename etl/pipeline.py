@@ -142,7 +142,10 @@ def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     run_id = _record_start(engine, settings, clock)
     counts = RunCounts()
     try:
-        with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
+        with (
+            engine.connect() as connection,
+            KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
+        ):
             try:
                 result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks, clock)
             finally:
@@ -180,9 +183,7 @@ def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseE
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
-            Store(session).finish_run(
-                run_id, status="failed", finished_at=clock.now(), error=message, **vars(counts)
-            )
+            Store(session).finish_run(run_id, status="failed", finished_at=clock.now(), error=message, **vars(counts))
             session.commit()
     except SQLAlchemyError as second:
         log.error("could not record run %d as failed: %s", run_id, describe(second))
@@ -494,7 +495,10 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
     started = hooks.clock()
     counts = RunCounts()
-    with engine.connect() as connection, KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client:
+    with (
+        engine.connect() as connection,
+        KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
+    ):
         connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
         _require_head(connection)
         with Session(bind=connection) as session, _discarded_if_interrupted(connection):
@@ -528,5 +532,3 @@ def _require_head(connection: Connection) -> None:
             f"the database schema is at revision {current or 'none'}, not {head_revision()}: "
             "run `katapult-etl db upgrade` first (a dry run writes nothing)"
         )
-
-

@@ -99,7 +99,7 @@ def hash_of_text(canonical: str) -> str:
 
 def package_row(raw: Any) -> dict[str, Any]:
     """The columns of one package by name, plus `id`, `content_hash` and `raw_json`."""
-    return dict(zip(ROW_COLUMNS, package_values(raw)))
+    return dict(zip(ROW_COLUMNS, package_values(raw), strict=True))
 
 
 def package_values(raw: Any) -> tuple[Any, ...]:
@@ -154,9 +154,14 @@ def package_id_of(raw: Any) -> str:
 def _usable_id(raw: dict[str, Any]) -> str:
     """The package's id, if it can be a key on every database; a RecordError without an id if not."""
     package_id = raw.get("id")
-    if type(package_id) is str and 0 < len(package_id) <= MAX_KEY_LENGTH and package_id.isascii():
-        if "\x00" not in package_id:  # ASCII: no surrogate either. The usual case, checked first.
-            return package_id
+    # ASCII: no surrogate either. The usual case, checked first.
+    if (
+        type(package_id) is str
+        and 0 < len(package_id) <= MAX_KEY_LENGTH
+        and package_id.isascii()
+        and "\x00" not in package_id
+    ):
+        return package_id
     name = _shown(raw.get("name"))
     if type(package_id) is not str or not package_id:
         raise RecordError(f"a package has no id (name {name})")
@@ -179,11 +184,11 @@ def _object(raw: dict[str, Any], key: str, package_id: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1024)
 def _types_are_valid(types: tuple[type, ...]) -> bool:
-    return all(_is_allowed(found, kind) for found, (_, _, kind) in zip(types, _FIELDS_BY_COLUMN))
+    return all(_is_allowed(found, kind) for found, (_, _, kind) in zip(types, _FIELDS_BY_COLUMN, strict=True))
 
 
 def _refuse_wrong_type(values: tuple[Any, ...], package_id: str) -> None:
-    for value, (prefix, key, kind) in zip(values, _FIELDS_BY_COLUMN):
+    for value, (prefix, key, kind) in zip(values, _FIELDS_BY_COLUMN, strict=True):
         if not _is_allowed(type(value), kind):
             raise RecordError(f"{prefix}{key} is {_shown(value)}, not {TYPE_NAMES[kind]}", package_id)
 

@@ -9,7 +9,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -50,8 +50,20 @@ CHANGE_TYPES = ("created", "updated", "removed", "restored")
 # What `packages` gives of each package, in this order in JSON and CSV: the version's own columns
 # (id and valid_from aside), between id and valid_from; removed_at is when its last version ended.
 CATALOGUE_COLUMNS = (
-    "id", "name", "permalink", "cpu_cores", "memory_in_gb", "storage_in_gb", "monthly_bandwidth_allowance_in_gb",
-    "ipv4_addresses", "use_dedicated_cpus", "privacy", "group_id", "group_name", "valid_from", "removed_at",
+    "id",
+    "name",
+    "permalink",
+    "cpu_cores",
+    "memory_in_gb",
+    "storage_in_gb",
+    "monthly_bandwidth_allowance_in_gb",
+    "ipv4_addresses",
+    "use_dedicated_cpus",
+    "privacy",
+    "group_id",
+    "group_name",
+    "valid_from",
+    "removed_at",
 )
 LAST_RUN = "last-run"
 _AGE = re.compile(r"([0-9]+)([wdhm])")
@@ -119,9 +131,7 @@ class PackageHistory:
 def recent_runs(connection: Connection, limit: int | None) -> RecentRuns:
     """The newest `limit` runs (None: all of them), newest first."""
     runs = SyncRun.__table__
-    rows = connection.execute(
-        select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-    ).mappings()
+    rows = connection.execute(select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)).mappings()
     shown = [dict(row) for row in rows]
     total = connection.execute(select(func.count()).select_from(runs)).scalar_one()
     return RecentRuns(shown, total - len(shown))
@@ -269,9 +279,12 @@ def find_package(connection: Connection, package: str) -> str:
         ("permalink", select(packages.c.id).where(func.lower(packages.c.permalink) == wanted)),
         ("name", select(packages.c.id).where(func.lower(packages.c.name) == wanted)),
         ("id", select(packages.c.id).where(func.lower(packages.c.id) == wanted)),
-        ("former permalink or name", select(versions.c.package_id).where(
-            or_(func.lower(versions.c.permalink) == wanted, func.lower(versions.c.name) == wanted)
-        ).distinct()),
+        (
+            "former permalink or name",
+            select(versions.c.package_id)
+            .where(or_(func.lower(versions.c.permalink) == wanted, func.lower(versions.c.name) == wanted))
+            .distinct(),
+        ),
     )
     for what, tier in tiers:
         ids: list[str] = sorted(connection.execute(tier).scalars())
@@ -305,14 +318,14 @@ def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
         return now - timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
     try:
         if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text.strip()):
-            return datetime.combine(date.fromisoformat(text.strip()), datetime.min.time(), timezone.utc)
+            return datetime.combine(date.fromisoformat(text.strip()), datetime.min.time(), UTC)
         instant = datetime.fromisoformat(text.strip())
     except ValueError:
         kinds = ["an age (2w, 7d, 24h, 30m)", "a date (2026-03-01)", "a UTC date and time (2026-03-01T12:00)"]
         if option == "--since":
             kinds.append(LAST_RUN)
         raise ConfigError(f"{option} {text!r}: give {', '.join(kinds[:-1])} or {kinds[-1]}") from None
-    return instant.replace(tzinfo=timezone.utc) if instant.tzinfo is None else instant.astimezone(timezone.utc)
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 def _changes() -> Any:

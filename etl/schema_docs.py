@@ -105,12 +105,26 @@ def _like(table: str, *names: str) -> tuple[ColumnDoc, ...]:
 
 
 _PACKAGE_COLUMNS_BEFORE_GROUP = (
-    "name", "permalink", "cpu_cores", "ipv4_addresses", "memory_in_gb", "storage_in_gb",
-    "monthly_bandwidth_allowance_in_gb", "privacy", "use_dedicated_cpus", "group_id",
+    "name",
+    "permalink",
+    "cpu_cores",
+    "ipv4_addresses",
+    "memory_in_gb",
+    "storage_in_gb",
+    "monthly_bandwidth_allowance_in_gb",
+    "privacy",
+    "use_dedicated_cpus",
+    "group_id",
 )
 _PACKAGE_COLUMNS_AFTER_GROUP = (
-    "icon_url", "icon_file_name", "icon_file_type", "icon_file_size", "icon_digest",
-    "content_hash", "first_seen_at", "last_seen_at",
+    "icon_url",
+    "icon_file_name",
+    "icon_file_type",
+    "icon_file_size",
+    "icon_digest",
+    "content_hash",
+    "first_seen_at",
+    "last_seen_at",
 )
 
 
@@ -252,7 +266,7 @@ def yaml_lines(value: object, indent: int) -> list[str]:
         for item in value:
             nested = yaml_lines(item, indent + 2) if isinstance(item, (dict, list)) else None
             if nested:  # "- " takes the place of the first line's indent
-                lines.append(f"{pad}- {nested[0][indent + 2:]}")
+                lines.append(f"{pad}- {nested[0][indent + 2 :]}")
                 lines.extend(nested[1:])
             else:
                 lines.append(f"{pad}- {yaml_scalar(item)}\n")

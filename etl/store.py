@@ -313,7 +313,13 @@ class Store:
             .order_by(CHANGES.c.id)  # key order: each index page once
         )
         columns = (
-            "package_id", "sync_run_id", "valid_from", *ATTRIBUTE_COLUMNS, "content_hash", "raw", "changed_fields"
+            "package_id",
+            "sync_run_id",
+            "valid_from",
+            *ATTRIBUTE_COLUMNS,
+            "content_hash",
+            "raw",
+            "changed_fields",
         )
         self.session.execute(PackageSnapshot.__table__.insert().from_select(columns, changed))
 
@@ -366,16 +372,12 @@ class Store:
             elsewhere.c.unlisted_at.is_(None),
         )
         return self.session.execute(
-            select(func.count())
-            .select_from(listing)
-            .where(_listed_in(scope), self._unseen(), not_(listed_elsewhere))
+            select(func.count()).select_from(listing).where(_listed_in(scope), self._unseen(), not_(listed_elsewhere))
         ).scalar_one()
 
     def remove_missing(self, scope: str, run_id: int, now: datetime) -> int:
         """Unlist what no walk saw; remove the packages no scope lists any more."""
-        self._bulk_update(
-            update(PackageListing).where(_listed_in(scope), self._unseen()).values(unlisted_at=now)
-        )
+        self._bulk_update(update(PackageListing).where(_listed_in(scope), self._unseen()).values(unlisted_at=now))
         orphans = _unlisted_everywhere(scope)
         self._bulk_update(
             update(PackageSnapshot)
@@ -418,9 +420,7 @@ class Store:
     def newest_recorded_time(self) -> datetime | None:
         """The newest time this job has written: every version's times are also some run's, but a
         version's valid_from is read too, through its index, in case runs were deleted."""
-        newest = self.session.execute(
-            select(func.max(SyncRun.started_at), func.max(SyncRun.finished_at))
-        ).one()
+        newest = self.session.execute(select(func.max(SyncRun.started_at), func.max(SyncRun.finished_at))).one()
         version = self.session.execute(select(func.max(PackageSnapshot.valid_from))).scalar_one()
         times = [time for time in (*newest, version) if time is not None]
         return max(times, default=None)

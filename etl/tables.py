@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .models import SyncRun
@@ -20,9 +20,7 @@ GAP = "  "
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 
 
-def render(
-    output: str, records: list[dict[str, Any]], columns: Sequence[str], table: Callable[[], list[str]]
-) -> str:
+def render(output: str, records: list[dict[str, Any]], columns: Sequence[str], table: Callable[[], list[str]]) -> str:
     """`records` as `output` asks: a table (made only then), a JSON array, one JSON object a line, or CSV."""
     if output == "table":
         return "".join(f"{line}\n" for line in table())
@@ -66,19 +64,31 @@ def iso(instant: datetime | None) -> str | None:
     """ISO-8601 in UTC with a Z, to the microsecond: for JSON."""
     if instant is None:
         return None
-    return instant.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return instant.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def moment(instant: datetime | None) -> str:
     """A UTC timestamp to the second, for people."""
-    return "" if instant is None else instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if instant is None else instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- katapult-etl runs ---------------------------------------------------------------------------------
 
 RUN_HEADERS = (
-    "id", "started_at", "scope", "status", "seconds", "pages", "retries", "seen",
-    "created", "updated", "restored", "removed", "unchanged", "error",
+    "id",
+    "started_at",
+    "scope",
+    "status",
+    "seconds",
+    "pages",
+    "retries",
+    "seen",
+    "created",
+    "updated",
+    "restored",
+    "removed",
+    "unchanged",
+    "error",
 )
 RUN_NUMBERS = (0, *range(4, 13))
 RUN_COLUMNS = tuple(SyncRun.__table__.columns.keys())
@@ -93,9 +103,20 @@ def runs_table(recent: RecentRuns) -> list[str]:
         return ["no runs yet"]
     rows = [
         (
-            run["id"], moment(run["started_at"]), run["scope"], run["status"], _seconds(run),
-            run["pages_fetched"], run["retries"], run["packages_seen"], run["created"], run["updated"],
-            run["restored"], run["removed"], run["unchanged"], run["error"] or "",
+            run["id"],
+            moment(run["started_at"]),
+            run["scope"],
+            run["status"],
+            _seconds(run),
+            run["pages_fetched"],
+            run["retries"],
+            run["packages_seen"],
+            run["created"],
+            run["updated"],
+            run["restored"],
+            run["removed"],
+            run["unchanged"],
+            run["error"] or "",
         )
         for run in recent.runs
     ]
@@ -147,6 +168,7 @@ def _catalogue_state(catalogue: Catalogue) -> str:
 
 # -- katapult-etl history PACKAGE ----------------------------------------------------------------------
 
+
 def history_table(history: PackageHistory) -> list[str]:
     state = "listed" if history.removed_at is None else f"removed at {moment(history.removed_at)}"
     heading = f"{history.package_id}  {history.permalink}  {history.name}: {state}"
@@ -162,7 +184,15 @@ def history_table(history: PackageHistory) -> list[str]:
 
 
 HISTORY_CSV_COLUMNS = (
-    "package_id", "permalink", "changed_at", "change_type", "sync_run_id", "scope", "field", "old", "new",
+    "package_id",
+    "permalink",
+    "changed_at",
+    "change_type",
+    "sync_run_id",
+    "scope",
+    "field",
+    "old",
+    "new",
 )
 
 
@@ -203,8 +233,9 @@ CHANGE_COLUMNS = ("package_id", "permalink", "changed_at", "change_type", "sync_
 
 def changes_output(changes: list[Change], output: str, nothing: str) -> str:
     """`nothing`: the table's one line when there are no changes (e.g. 'no changes since …')."""
-    return render(output, [_change_object(change) for change in changes], CHANGE_COLUMNS,
-                  lambda: changes_table(changes, nothing))
+    return render(
+        output, [_change_object(change) for change in changes], CHANGE_COLUMNS, lambda: changes_table(changes, nothing)
+    )
 
 
 def no_changes(wanted: ChangeFilter) -> str:
@@ -230,8 +261,13 @@ def changes_table(changes: list[Change], nothing: str) -> list[str]:
         return [nothing]
     rows = [
         (
-            moment(change.changed_at), change.change_type, change.sync_run_id, change.scope,
-            change.permalink, change.package_id, ",".join(change.changed_fields or ()),
+            moment(change.changed_at),
+            change.change_type,
+            change.sync_run_id,
+            change.scope,
+            change.permalink,
+            change.package_id,
+            ",".join(change.changed_fields or ()),
         )
         for change in changes
     ]
@@ -251,6 +287,7 @@ def _change_object(change: Change) -> dict[str, Any]:
 
 
 # -- cells -----------------------------------------------------------------------------------------------
+
 
 def _cell(value: Any) -> str:
     # A line break would break the columns; it is the only thing a cell does not keep as it is.

@@ -71,9 +71,9 @@ def public_catalogue() -> list[dict[str, Any]]:
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Two base62 digits per lookup: ids are built 100,000 at a time, so divmod count matters.
 _PAIRS = [a + b for a in _B62 for b in _B62]
-_SPACE10 = 62 ** 10
-_SPACE6 = 62 ** 6
-_P2, _P3, _P4 = 3844 ** 2, 3844 ** 3, 3844 ** 4
+_SPACE10 = 62**10
+_SPACE6 = 62**6
+_P2, _P3, _P4 = 3844**2, 3844**3, 3844**4
 # Multipliers are odd and not multiples of 31, so i -> i * M mod 62**k is a bijection:
 # distinct counters always give distinct ids. Near 0.618 * 62**k, so neighbouring
 # ids differ in every digit and look unrelated.
@@ -120,15 +120,15 @@ def _icon(index: int, token: str) -> dict[str, Any]:
     }
 
 
-def synthetic_catalogue(count: int, groups: int = 20, *, seed: int = 0,
-                        privacy: str = "public") -> list[dict[str, Any]]:
+def synthetic_catalogue(
+    count: int, groups: int = 20, *, seed: int = 0, privacy: str = "public"
+) -> list[dict[str, Any]]:
     """`count` deterministic made-up packages spread round-robin over `groups` groups."""
     if count < 0 or groups < 1:
         raise ValueError("count must be >= 0 and groups >= 1")
     width = max(2, len(str(groups)))
     group_head = _head(seed, _GRP_SALT)
-    group_list = [("vmpkgrp_" + group_head + _tail(g, _GRP_SALT), f"Group {g + 1:0{width}d}")
-                  for g in range(groups)]
+    group_list = [("vmpkgrp_" + group_head + _tail(g, _GRP_SALT), f"Group {g + 1:0{width}d}") for g in range(groups)]
     # Nothing built here is cyclic, but 200k new containers would trigger repeated
     # full collections that cost more than building the catalogue itself.
     gc_was_enabled = gc.isenabled()
@@ -140,8 +140,9 @@ def synthetic_catalogue(count: int, groups: int = 20, *, seed: int = 0,
             gc.enable()
 
 
-def _build(count: int, group_list: list[tuple[str, str]], head: str, rnd: Callable[[], float],
-           privacy: str) -> list[dict[str, Any]]:
+def _build(
+    count: int, group_list: list[tuple[str, str]], head: str, rnd: Callable[[], float], privacy: str
+) -> list[dict[str, Any]]:
     """The hot loop of synthetic_catalogue: inlined id and dict building, locals only."""
     pairs, cpus, mems, stos, bws = _PAIRS, _CPUS, _MEMORY_PER_CPU, _STORAGE_PER_GB, _BANDWIDTHS
     p4, p3, p2, mix, space, salt = _P4, _P3, _P2, _MIX, _SPACE10, _PKG_SALT
@@ -153,24 +154,27 @@ def _build(count: int, group_list: list[tuple[str, str]], head: str, rnd: Callab
         # same whatever `count` is.
         r_cpu, r_mem, r_sto, r_bw, r_icon, r_ded = rnd(), rnd(), rnd(), rnd(), rnd(), rnd()
         x = (i + salt) * mix % space  # same digits as _tail(i, salt), unrolled
-        token = head + (pairs[x // p4] + pairs[x // p3 % 3844] + pairs[x // p2 % 3844]
-                        + pairs[x // 3844 % 3844] + pairs[x % 3844])
+        token = head + (
+            pairs[x // p4] + pairs[x // p3 % 3844] + pairs[x // p2 % 3844] + pairs[x // 3844 % 3844] + pairs[x % 3844]
+        )
         digits = f"{i + 1:05d}"
         cpu = cpus[int(r_cpu * 12)]
         memory = cpu * mems[int(r_mem * 5)]
         g_id, g_name = group_list[i % groups]
-        append({
-            "id": "vmpkg_" + token,
-            "name": "PKG-" + digits,
-            "permalink": "pkg-" + digits,
-            "cpu_cores": cpu,
-            "ipv4_addresses": 2 if r_ded > 0.95 else 1,
-            "memory_in_gb": memory,
-            "storage_in_gb": memory * stos[int(r_sto * 5)],
-            "monthly_bandwidth_allowance_in_gb": bws[int(r_bw * 10)] if r_bw < 0.5 else None,
-            "privacy": privacy,
-            "icon": _icon(i + 1, token[::-1]) if r_icon < 0.1 else None,
-            "use_dedicated_cpus": r_ded < 0.25,
-            "group": {"id": g_id, "name": g_name},
-        })
+        append(
+            {
+                "id": "vmpkg_" + token,
+                "name": "PKG-" + digits,
+                "permalink": "pkg-" + digits,
+                "cpu_cores": cpu,
+                "ipv4_addresses": 2 if r_ded > 0.95 else 1,
+                "memory_in_gb": memory,
+                "storage_in_gb": memory * stos[int(r_sto * 5)],
+                "monthly_bandwidth_allowance_in_gb": bws[int(r_bw * 10)] if r_bw < 0.5 else None,
+                "privacy": privacy,
+                "icon": _icon(i + 1, token[::-1]) if r_icon < 0.1 else None,
+                "use_dedicated_cpus": r_ded < 0.25,
+                "group": {"id": g_id, "name": g_name},
+            }
+        )
     return packages

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .catalogue import public_catalogue, synthetic_catalogue
@@ -32,8 +34,10 @@ _INTEGER = re.compile(r"-?[0-9]+")
 # ones Katapult documents for this endpoint without a recorded answer: their codes are Katapult's, their
 # descriptions written in its style.
 ERRORS: dict[str, tuple[int, str | None]] = {
-    "missing_api_token": (400, "No API token was provided in the Authorization header. "
-                               "Ensure a token is provided prefixed with Bearer"),
+    "missing_api_token": (
+        400,
+        "No API token was provided in the Authorization header. Ensure a token is provided prefixed with Bearer",
+    ),
     "invalid_api_token": (403, "The API token provided was not valid (it may not exist or have expired)"),
     "permission_denied": (403, "The authenticated identity is not permitted to perform this action"),
     "unauthorized_network_for_api_token": (403, "Network is not allowed to access the API with this API token"),
@@ -41,8 +45,7 @@ ERRORS: dict[str, tuple[int, str | None]] = {
     "organization_suspended": (403, "The organization is suspended and cannot be used"),
     "organization_not_activated": (403, "The organization has not been activated yet"),
     "scope_not_granted": (403, "The scope required for this action has not been granted to the API token"),
-    "organization_not_found": (404, "No organization was found matching any of the criteria "
-                                    "provided in the arguments"),
+    "organization_not_found": (404, "No organization was found matching any of the criteria provided in the arguments"),
     "invalid_argument": (400, "The argument provided is invalid"),
     "route_not_found": (404, "No route matches the path and method provided"),
     "method_not_allowed": (405, "The HTTP method used is not supported for this route"),
@@ -55,9 +58,15 @@ ERRORS: dict[str, tuple[int, str | None]] = {
 }
 # Used when a Fault gives only an error status: the body still looks like a Katapult error.
 _CODE_FOR_STATUS = {
-    400: "invalid_argument", 403: "invalid_api_token", 404: "route_not_found", 405: "method_not_allowed",
-    429: "rate_limit_reached", 500: "unhandled_exception", 502: "bad_gateway",
-    503: "service_unavailable", 504: "gateway_timeout",
+    400: "invalid_argument",
+    403: "invalid_api_token",
+    404: "route_not_found",
+    405: "method_not_allowed",
+    429: "rate_limit_reached",
+    500: "unhandled_exception",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
 }
 
 
@@ -88,8 +97,9 @@ class RecordedRequest:
 class ApiError(Exception):
     """An error answer: raised anywhere while routing, turned into a Katapult error body."""
 
-    def __init__(self, code: str, description: str | None = None, detail: dict[str, Any] | None = None,
-                 status: int | None = None):
+    def __init__(
+        self, code: str, description: str | None = None, detail: dict[str, Any] | None = None, status: int | None = None
+    ):
         known_status, known_description = ERRORS.get(code, (500, f"An error occurred ({code})"))
         super().__init__(code)
         self.code = code
@@ -142,14 +152,14 @@ def _slice_two(first: list[_Item], second: list[_Item], start: int, stop: int) -
     if stop <= len(first):
         return first[start:stop]
     offset = len(first)
-    return first[start:] + second[max(0, start - offset):stop - offset]
+    return first[start:] + second[max(0, start - offset) : stop - offset]
 
 
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that stays quiet and remembers its FakeKatapult."""
 
     daemon_threads = True
-    fake: "FakeKatapult"
+    fake: FakeKatapult
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Clients hanging up mid-answer (timeouts, truncation tests) are expected: say nothing."""
@@ -186,10 +196,19 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeKatapult:
     """In-process Katapult API for VM packages, served over real HTTP on a daemon thread."""
 
-    def __init__(self, packages: list[dict[str, Any]] | None = None, *, tokens: dict[str, set[str]] | None = None,
-                 organizations: dict[str, dict[str, Any]] | None = None, per_page_cap: int = 200,
-                 large_set_threshold: int = 1000, latency: float = 0.0,
-                 rate_limit_permitted: int = 600, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        packages: list[dict[str, Any]] | None = None,
+        *,
+        tokens: dict[str, set[str]] | None = None,
+        organizations: dict[str, dict[str, Any]] | None = None,
+        per_page_cap: int = 200,
+        large_set_threshold: int = 1000,
+        latency: float = 0.0,
+        rate_limit_permitted: int = 600,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.packages: list[dict[str, Any]] = public_catalogue() if packages is None else packages
         self.tokens: dict[str, set[str]] = {DEFAULT_TOKEN: {READ_SCOPE}} if tokens is None else tokens
         self.organizations: dict[str, dict[str, Any]] = {} if organizations is None else organizations
@@ -220,14 +239,15 @@ class FakeKatapult:
 
     # --- lifecycle ---------------------------------------------------------
 
-    def start(self) -> "FakeKatapult":
+    def start(self) -> FakeKatapult:
         """Bind, start serving on a daemon thread, and set `url`."""
         self._server = _Server((self.host, self.port), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        name=f"fakeapi-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name=f"fakeapi-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -240,14 +260,12 @@ class FakeKatapult:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:  # idle keep-alive handlers would otherwise outlive the server
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> "FakeKatapult":
+    def __enter__(self) -> FakeKatapult:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -307,8 +325,7 @@ class FakeKatapult:
             over_limit = self._used > self.rate_limit_permitted
             remaining = max(0, self.rate_limit_permitted - self._used)
             fault = self._take_fault(_request_page(query))
-        headers = {"X-Ratelimit-Permitted": str(self.rate_limit_permitted),
-                   "X-Ratelimit-Remaining": str(remaining)}
+        headers = {"X-Ratelimit-Permitted": str(self.rate_limit_permitted), "X-Ratelimit-Remaining": str(remaining)}
         if self.latency:
             time.sleep(self.latency)
         if self.on_answer is not None:
@@ -377,8 +394,9 @@ class FakeKatapult:
                 return packages
         raise ApiError("organization_not_found")
 
-    def _page_body(self, query: dict[str, str], key: str, items: list[dict[str, Any]],
-                   extra: list[dict[str, Any]]) -> bytes:
+    def _page_body(
+        self, query: dict[str, str], key: str, items: list[dict[str, Any]], extra: list[dict[str, Any]]
+    ) -> bytes:
         """One page of items + extra with Katapult's pagination block."""
         page = _int_arg(query, "page", 1, 1, None)
         per_page = _int_arg(query, "per_page", DEFAULT_PER_PAGE, 1, self.per_page_cap)
@@ -410,8 +428,7 @@ class FakeKatapult:
         if self.omit_large_set:
             del pagination["large_set"]
 
-    def _apply_fault(self, handler: _Handler, fault: Fault, req: RecordedRequest,
-                     headers: dict[str, str]) -> None:
+    def _apply_fault(self, handler: _Handler, fault: Fault, req: RecordedRequest, headers: dict[str, str]) -> None:
         """Answer a request the way `fault` scripts it."""
         if fault.delay:
             time.sleep(fault.delay)
@@ -421,8 +438,9 @@ class FakeKatapult:
         body = self._fault_body(fault, status, req)
         if fault.body is None:  # a Katapult error body (a fault's own bytes are some proxy's page)
             headers = {**headers, **_error_schema(status)}
-        self._send(handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body,
-                   trickle=fault.trickle)
+        self._send(
+            handler, status, body, {**headers, **fault.headers}, truncate=fault.truncate_body, trickle=fault.trickle
+        )
 
     def _fault_body(self, fault: Fault, status: int, req: RecordedRequest) -> bytes:
         """The fault's own bytes, else a Katapult error body for error statuses, else the normal body."""
@@ -441,8 +459,14 @@ class FakeKatapult:
         return ApiError(code, detail=detail, status=status)
 
     @staticmethod
-    def _send(handler: _Handler, status: int, body: bytes, headers: dict[str, str],
-              truncate: bool = False, trickle: float = 0.0) -> None:
+    def _send(
+        handler: _Handler,
+        status: int,
+        body: bytes,
+        headers: dict[str, str],
+        truncate: bool = False,
+        trickle: float = 0.0,
+    ) -> None:
         """Write status, headers and body; with truncate, only half the body, then hang up; with
         trickle, one byte at a time."""
         handler.send_response(status)
@@ -467,7 +491,7 @@ def _trickle(handler: _Handler, body: bytes, interval: float) -> None:
     handler.wfile.flush()
     for index in range(len(body)):
         try:
-            handler.wfile.write(body[index:index + 1])
+            handler.wfile.write(body[index : index + 1])
             handler.wfile.flush()
         except OSError:
             handler.close_connection = True
@@ -480,8 +504,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a fake Katapult VM packages API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--packages", type=int, default=None,
-                        help="serve N synthetic packages instead of the real public catalogue")
+    parser.add_argument(
+        "--packages", type=int, default=None, help="serve N synthetic packages instead of the real public catalogue"
+    )
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="API token to accept")
     args = parser.parse_args(argv)
     packages = None if args.packages is None else synthetic_catalogue(args.packages)
