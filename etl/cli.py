@@ -451,8 +451,8 @@ def cmd_runs(args: argparse.Namespace, hooks: Hooks | None) -> int:
 
 def cmd_packages(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from . import reports, tables
+    from .clock import utc_now
     from .database import reading
-    from .types import utc_now
 
     at = None if args.at is None else reports.parse_since(args.at, utc_now(), "--at")
     with reading(args.database_url) as connection:
@@ -474,8 +474,8 @@ def cmd_history(args: argparse.Namespace, hooks: Hooks | None) -> int:
 
 def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from . import reports, tables
+    from .clock import utc_now
     from .database import reading
-    from .types import utc_now
 
     last_run = args.since.strip() == reports.LAST_RUN
     since = None if last_run else reports.parse_since(args.since, utc_now())

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 RESOLUTION = timedelta(microseconds=1)
 
 
+def utc_now() -> datetime:
+    """The wall clock, in UTC: what a run records unless the database already holds a later time."""
+    return datetime.now(UTC)
+
+
 class RunClock:
     def __init__(self, wall: Callable[[], datetime]) -> None:
         self._wall = wall

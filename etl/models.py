@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import BigId, JsonDocument, Key, LongText, UtcDateTime
+from .sqltypes import BigId, JsonDocument, Key, LongText, UtcDateTime
 
 # Stable constraint names, so that migrations can name what they alter on every database.
 NAMING_CONVENTION = {

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .client import KatapultClient, Page
-from .clock import RunClock
+from .clock import RunClock, utc_now
 from .config import Settings
 from .database import head_revision, known_revision, open_engine, upgrade
 from .dialects import run_lock
@@ -42,7 +42,6 @@ from .paginator import PageWalk
 from .records import package_id_of, storable_values
 from .results import RunCounts, RunResult
 from .store import Store
-from .types import utc_now
 from .urls import sqlite_path
 
 log = logging.getLogger(__name__)

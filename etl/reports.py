@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from .errors import ConfigError, UnknownPackageError
 from .models import Package, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS
-from .types import UtcDateTime
+from .sqltypes import UtcDateTime
 
 # The views are made by migration 0002 and are not part of the models, which migrations are compared with.
 _views = MetaData()

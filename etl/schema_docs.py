@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Column, Integer, String, Table, Text
 
 from .models import Base
-from .types import Key, UtcDateTime
+from .sqltypes import Key, UtcDateTime
 
 FORMATS = ("markdown", "dbt", "json")
 SOURCE = "katapult_etl"

@@ -56,7 +56,7 @@ from .dialects import (
 )
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
-from .types import Key, LongText, UtcDateTime
+from .sqltypes import Key, LongText, UtcDateTime
 
 CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
 

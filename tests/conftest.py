@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from etl.cli import main
+from etl.clock import utc_now
 from etl.pipeline import Hooks
 from etl.testing.fakeapi import FakeKatapult
-from etl.types import utc_now
 
 from .helpers import empty_database
 

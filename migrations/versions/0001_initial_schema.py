@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from etl.types import BigId, JsonDocument, UtcDateTime
+from etl.sqltypes import BigId, JsonDocument, UtcDateTime
 
 revision = "0001"
 down_revision = None

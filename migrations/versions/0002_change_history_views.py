@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from etl.types import UtcDateTime
+from etl.sqltypes import UtcDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -39,7 +39,7 @@ from etl.migrations.steps import (
     table_collation,
     views_kept,
 )
-from etl.types import KEY_LENGTH, Key, LongText
+from etl.sqltypes import KEY_LENGTH, Key, LongText
 
 revision = "0004"
 down_revision = "0003"

@@ -53,7 +53,3 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
