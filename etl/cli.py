@@ -35,6 +35,7 @@ from .config import (
 )
 from .errors import EXIT_LOCKED, ConfigError, EtlError
 from .logs import FORMATS, configure_logging, is_terminal
+from .results import CHANGE_TYPES, RunStatus
 
 # Imported when a command runs, not here: --help, --version and usage errors must not pay for SQLAlchemy
 # and Alembic, and the query commands never import Alembic.
@@ -243,7 +244,7 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
         "scope (default %(default)s)",
     )
     changes.add_argument("--scope", metavar="S", help="only the changes of runs of this scope, e.g. public")
-    change_types = ("created", "updated", "removed", "restored")  # etl.reports.CHANGE_TYPES
+    change_types = tuple(CHANGE_TYPES)
 
     def types(text: str) -> tuple[str, ...]:
         asked = [word.strip() for word in text.split(",")]
@@ -372,7 +373,7 @@ def record_failed_run(path: Path, scope: str, error: EtlError, seconds: float) -
     from .metrics import RunReport, write_metrics
 
     try:
-        write_metrics(path, RunReport(scope, "failed", error.exit_code, time.time(), seconds))
+        write_metrics(path, RunReport(scope, RunStatus.FAILED, error.exit_code, time.time(), seconds))
     except MetricsError as second:
         log.error("%s", second)  # and the run's own error is still the one reported and exited with
 

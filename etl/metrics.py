@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, MetricsError
-from .results import RunCounts, RunResult
+from .results import ChangeType, RunCounts, RunResult, RunStatus
 
 PREFIX = "katapult_etl"
-STATUSES = ("succeeded", "incomplete", "failed")
-CHANGES = ("created", "updated", "restored", "removed", "unchanged")
+STATUSES = (RunStatus.SUCCEEDED, RunStatus.INCOMPLETE, RunStatus.FAILED)
+CHANGES = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.REMOVED, ChangeType.UNCHANGED)
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def check_metrics_path(path: Path, dry_run: bool) -> None:
 
 def write_metrics(path: Path, report: RunReport) -> None:
     """Replace the metrics file with this run's metrics."""
-    last_success = report.finished_at if report.status == "succeeded" else read_last_success(path, report.scope)
+    last_success = report.finished_at if report.status == RunStatus.SUCCEEDED else read_last_success(path, report.scope)
     try:
         write_atomically(path, render(report, last_success))
     except OSError as error:

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .results import RunStatus
 from .sqltypes import BigId, JsonDocument, Key, LongText, UtcDateTime
 
 # Stable constraint names, so that migrations can name what they alter on every database.
@@ -33,8 +34,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-RUN_STATUSES = ("running", "succeeded", "failed", "incomplete")
 
 
 class Base(DeclarativeBase):
@@ -153,7 +152,7 @@ class SyncRun(Base):
     pid: Mapped[int | None] = mapped_column(BigInteger, comment="the process id the run ran as")
 
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'succeeded', 'failed', 'incomplete')", name="status"),
+        CheckConstraint(f"status IN ({', '.join(repr(status.value) for status in RunStatus)})", name="status"),
         Index(None, "scope", "started_at"),
         {"comment": "one row per run"},
     )

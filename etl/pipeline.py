@@ -40,7 +40,7 @@ from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
 from .records import package_id_of, storable_values
-from .results import RunCounts, RunResult
+from .results import ChangeType, RunCounts, RunResult, RunStatus
 from .store import Store
 from .urls import sqlite_path
 
@@ -182,7 +182,9 @@ def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseE
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
-            Store(session).finish_run(run_id, status="failed", finished_at=clock.now(), error=message, **vars(counts))
+            Store(session).finish_run(
+                run_id, status=RunStatus.FAILED, finished_at=clock.now(), error=message, **vars(counts)
+            )
             session.commit()
     except SQLAlchemyError as second:
         log.error("could not record run %d as failed: %s", run_id, describe(second))
@@ -256,7 +258,7 @@ def _unlock_merge(store: Store, session: Session) -> None:
 
 def _merge(
     store: Store, settings: Settings, run_id: int, proof: Proof, counts: RunCounts, clock: RunClock
-) -> tuple[str, str | None, bool]:
+) -> tuple[RunStatus, str | None, bool]:
     store.lock_for_merge()
     # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
     clock.not_before(store.newest_recorded_time())
@@ -271,7 +273,7 @@ def _merge(
     if removal.allowed and removal.missing:  # with nothing missing, there is nothing to unlist
         counts.removed = store.remove_missing(settings.scope.key, run_id, now)
     reason = _run_reason(proof.outcome, removal)
-    status = "succeeded" if reason is None else "incomplete"
+    status = RunStatus.SUCCEEDED if reason is None else RunStatus.INCOMPLETE
     store.finish_run(run_id, status=status, finished_at=clock.now(), error=reason, **vars(counts))
     return status, reason, removal.refused
 
@@ -315,11 +317,11 @@ def _refusals_reason(refused: tuple[Refusal, ...]) -> str | None:
     return f"{len(refused)} {noun} not stored: {named}{more}"
 
 
-def _apply_classification(counts: RunCounts, classified: dict[str, int]) -> None:
-    counts.created = classified["created"]
-    counts.updated = classified["updated"]
-    counts.restored = classified["restored"]
-    counts.unchanged = classified["unchanged"]
+def _apply_classification(counts: RunCounts, classified: dict[ChangeType, int]) -> None:
+    counts.created = classified[ChangeType.CREATED]
+    counts.updated = classified[ChangeType.UPDATED]
+    counts.restored = classified[ChangeType.RESTORED]
+    counts.unchanged = classified[ChangeType.UNCHANGED]
     counts.packages_seen = sum(classified.values())
 
 
@@ -514,7 +516,7 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
         run_id=None,
         scope=settings.scope.key,
         api=settings.api,
-        status="succeeded" if reason is None else "incomplete",
+        status=RunStatus.SUCCEEDED if reason is None else RunStatus.INCOMPLETE,
         counts=counts,
         seconds=hooks.clock() - started,
         dry_run=True,

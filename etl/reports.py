@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from .errors import ConfigError, UnknownPackageError
 from .models import Package, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS
+from .results import CHANGE_TYPES, ChangeType, RunStatus
 from .sqltypes import UtcDateTime
 
 # The views are made by migration 0002 and are not part of the models, which migrations are compared with.
@@ -46,7 +47,6 @@ PACKAGE_CHANGES = Table(
     Column("changed_fields", Text),
 )
 VERSION_COLUMNS = (*ATTRIBUTE_COLUMNS, "content_hash", "valid_from", "valid_to")
-CHANGE_TYPES = ("created", "updated", "removed", "restored")
 # What `packages` gives of each package, in this order in JSON and CSV: the version's own columns
 # (id and valid_from aside), between id and valid_from; removed_at is when its last version ended.
 CATALOGUE_COLUMNS = (
@@ -154,7 +154,7 @@ def check_scope(connection: Connection, scope: str | None) -> None:
 
 def last_succeeded_runs(connection: Connection, scope: str | None) -> tuple[int, ...]:
     """The newest succeeded run of each scope (of `scope` only, when given), by id: ids grow with start."""
-    query = select(func.max(SyncRun.id)).where(SyncRun.status == "succeeded").group_by(SyncRun.scope)
+    query = select(func.max(SyncRun.id)).where(SyncRun.status == RunStatus.SUCCEEDED).group_by(SyncRun.scope)
     if scope is not None:
         query = query.where(SyncRun.scope == scope)
     return tuple(sorted(connection.execute(query).scalars()))
@@ -246,13 +246,13 @@ def package_history(connection: Connection, package: str) -> PackageHistory:
             versions,
             (versions.c.package_id == PACKAGE_CHANGES.c.package_id)
             & (versions.c.sync_run_id == PACKAGE_CHANGES.c.sync_run_id)
-            & (PACKAGE_CHANGES.c.change_type != "removed"),
+            & (PACKAGE_CHANGES.c.change_type != ChangeType.REMOVED),
         )
         .where(PACKAGE_CHANGES.c.package_id == package_id)
     )
     changes, previous = [], None
     for row in connection.execute(query).mappings():
-        if row["change_type"] == "removed":
+        if row["change_type"] == ChangeType.REMOVED:
             changes.append(_change(row))
             continue
         version = {name: row[name] for name in (*VERSION_COLUMNS, "raw")}

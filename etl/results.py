@@ -6,8 +6,35 @@ Its own module so that reporting a run does not import the machinery that makes 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .errors import EXIT_INCOMPLETE, EXIT_MASS_REMOVAL, EXIT_OK
+
+
+class RunStatus(StrEnum):
+    """A run's status, as sync_runs.status stores it (the database holds the value, e.g. 'succeeded')."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+
+
+class ChangeType(StrEnum):
+    """What a run did to a package, as package_changes.change_type and the counts of sync_runs name it.
+
+    UNCHANGED is a count only: package_changes has no row for a package that did not change.
+    """
+
+    CREATED = "created"
+    UPDATED = "updated"
+    REMOVED = "removed"
+    RESTORED = "restored"
+    UNCHANGED = "unchanged"
+
+
+# The changes package_changes holds, in the order the commands list them.
+CHANGE_TYPES = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.REMOVED, ChangeType.RESTORED)
 
 
 @dataclass
@@ -30,7 +57,7 @@ class RunResult:
     run_id: int | None
     scope: str
     api: str
-    status: str
+    status: RunStatus
     counts: RunCounts
     seconds: float
     dry_run: bool = False
@@ -41,4 +68,4 @@ class RunResult:
     def exit_code(self) -> int:
         if self.mass_removal_refused:
             return EXIT_MASS_REMOVAL
-        return EXIT_INCOMPLETE if self.status == "incomplete" else EXIT_OK
+        return EXIT_INCOMPLETE if self.status == RunStatus.INCOMPLETE else EXIT_OK

@@ -56,9 +56,11 @@ from .dialects import (
 )
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
+from .results import ChangeType, RunStatus
 from .sqltypes import Key, LongText, UtcDateTime
 
-CHANGE_TYPES = ("created", "updated", "restored", "unchanged")
+# What classify() tells of each staged package.
+VERDICTS = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.UNCHANGED)
 
 _staging_metadata = MetaData()
 STAGING = Table(
@@ -211,15 +213,15 @@ class Store:
         self.session.execute(CREATE_CONFIRMED_INDEX)
         return self.session.execute(select(func.count(CONFIRMED.c.id.distinct()))).scalar_one()
 
-    def classify(self) -> dict[str, int]:
+    def classify(self) -> dict[ChangeType, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
         columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
         create_temporary_table(self.session.connection(), CHANGES, checkfirst=True)
         current = Package.__table__
         verdict = case(
-            (current.c.id.is_(None), "created"),
-            (current.c.removed_at.is_not(None), "restored"),
-            else_="updated",
+            (current.c.id.is_(None), literal(ChangeType.CREATED.value)),
+            (current.c.removed_at.is_not(None), literal(ChangeType.RESTORED.value)),
+            else_=literal(ChangeType.UPDATED.value),
         )
         changed = (
             select(STAGING.c.id, verdict, case((current.c.id.is_not(None), _changed_fields_of_latest())))
@@ -234,10 +236,10 @@ class Store:
             .order_by(STAGING.c.id)  # key order: each page of the index is written once
         )
         self.session.execute(CHANGES.insert().from_select(("id", "change", "changed_fields"), changed))
-        counts = dict.fromkeys(CHANGE_TYPES, 0)
+        counts = dict.fromkeys(VERDICTS, 0)
         rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
         counts.update({change: count for change, count in rows})
-        counts["unchanged"] = self._distinct - sum(counts.values())
+        counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
         return counts
 
     # -- the merge -------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class Store:
         )
 
     def close_versions_of_updated(self, run_id: int, now: datetime) -> None:
-        updated = select(CHANGES.c.id).where(CHANGES.c.change == "updated")
+        updated = select(CHANGES.c.id).where(CHANGES.c.change == ChangeType.UPDATED)
         self._bulk_update(
             update(PackageSnapshot)
             .where(PackageSnapshot.valid_to.is_(None), PackageSnapshot.package_id.in_(updated))
@@ -409,9 +411,9 @@ class Store:
         """Mark failed the runs of a scope still 'running': called under the scope's lock, they are dead."""
         return self._bulk_update(
             update(SyncRun)
-            .where(SyncRun.scope == scope, SyncRun.status == "running")
+            .where(SyncRun.scope == scope, SyncRun.status == RunStatus.RUNNING)
             .values(
-                status="failed",
+                status=RunStatus.FAILED,
                 finished_at=now,
                 error="abandoned: the process ended before the run finished (killed or crashed)",
             )
@@ -426,7 +428,7 @@ class Store:
         return max(times, default=None)
 
     def start_run(self, **values: Any) -> int:
-        run = SyncRun(status="running", **values)
+        run = SyncRun(status=RunStatus.RUNNING, **values)
         self.session.add(run)
         self.session.flush()
         return run.id

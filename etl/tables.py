@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import SyncRun
-from .reports import CHANGE_TYPES, Catalogue, Change, ChangeFilter, PackageHistory, RecentRuns
+from .reports import Catalogue, Change, ChangeFilter, PackageHistory, RecentRuns
+from .results import CHANGE_TYPES, ChangeType
 
 GAP = "  "
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
@@ -252,7 +253,7 @@ def no_changes(wanted: ChangeFilter) -> str:
 
 def creations_line(run: Any, changes: list[Change]) -> str:
     """A first sync's creations in one line: 'run 1 created the 20 packages of the public catalogue'."""
-    created = sum(change.change_type == "created" for change in changes)
+    created = sum(change.change_type == ChangeType.CREATED for change in changes)
     return f"run {run.run_id} created the {_count(created, 'package')} of the {run.scope} catalogue"
 
 
