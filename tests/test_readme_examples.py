@@ -4,6 +4,7 @@ Runs `katapult-etl demo --database demo.db` in a new folder, then every `$ katap
 section with DATABASE_URL=sqlite:///demo.db, and every SQL block that has an output block after it
 (as `sqlite3 -header -column` prints it), and compares each with the README. Times and the seconds a
 run took differ from run to run and are masked on both sides; everything else must be the same.
+The sync command's summary line and the metrics file the README shows are held to a real run too.
 """
 
 from __future__ import annotations
@@ -115,3 +116,37 @@ def sqlite3_columns(headers: list[str], rows: list[list[str]]) -> str:
     return "".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n" for line in lines
     )
+
+
+# -- the sync command's own examples (Commands and Metrics) ----------------------------------------
+
+SECONDS = re.compile(r"seconds=[0-9]+\.[0-9]{2}")
+METRIC_TIME = re.compile(
+    r"^(katapult_etl_(?:last_run_timestamp|last_success_timestamp|run_duration)_seconds\S*) \S+$", re.M
+)
+
+
+def _block_after(sentence: str) -> str:
+    """The first fenced block after the README's sentence that introduces it."""
+    return blocks(README.split(sentence, 1)[1])[0][1]
+
+
+def test_the_sync_summary_line_is_what_the_readme_shows(cli, api, tmp_path):
+    shown = _block_after("On success it prints one line on stdout, in the names of the `sync_runs` columns:")
+
+    result = cli("sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url)
+
+    assert result.exit_code == 0
+    assert SECONDS.sub("seconds=S", result.out) == SECONDS.sub("seconds=S", shown)
+
+
+def test_the_metrics_file_is_what_the_readme_shows(cli, api, tmp_path):
+    shown = _block_after("by all (`644`). A run that succeeded writes:")
+    metrics = tmp_path / "katapult_etl_public.prom"
+
+    result = cli(
+        "sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url, "--metrics-file", str(metrics)
+    )
+
+    assert result.exit_code == 0
+    assert METRIC_TIME.sub(r"\1 T", metrics.read_text()) == METRIC_TIME.sub(r"\1 T", shown)
