@@ -5,7 +5,9 @@
     again, noting only ids, to confirm it → merge, in ONE transaction, with the run's final record
     → or, on any error, roll the merge back and record the run as failed.
 
-So a failed, partial or killed run changes nothing but its own sync_runs row.
+So a failed, partial or killed run changes nothing but its own sync_runs row. A dry run takes the
+same path (walk, confirm, classify, decide what may be removed); only its writes differ: it counts
+what the run would remove and rolls back, writing nothing, not even a sync_runs row.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import requests
 from sqlalchemy import Engine
@@ -141,18 +144,15 @@ def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     run_id = _record_start(engine, settings, clock)
     counts = RunCounts()
     try:
-        with (
-            engine.connect() as connection,
-            KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
-        ):
-            try:
-                result = _walk_and_merge(connection, client, settings, run_id, counts, started, hooks, clock)
-            finally:
-                _copy_request_stats(client, counts)
-        return result
+        return _run(engine, settings, hooks, counts, _Merge(settings, run_id, clock), started)
     except BaseException as error:
         _record_failure(engine, run_id, counts, error, clock)
         raise
+
+
+def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
+    """The run's own path, with a rehearsal for its writes: nothing is written, not even a sync_runs row."""
+    return _run(engine, settings, hooks, RunCounts(), _Rehearsal(settings), hooks.clock())
 
 
 def _record_start(engine: Engine, settings: Settings, clock: RunClock) -> int:
@@ -198,44 +198,94 @@ def _failure_message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _walk_and_merge(
+@dataclass(frozen=True)
+class RemovalDecision:
+    allowed: bool
+    missing: int = 0
+    reason: str | None = None
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run decided: what it may remove, and why it is incomplete (None: it is not)."""
+
+    removal: RemovalDecision
+    reason: str | None
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus.SUCCEEDED if self.reason is None else RunStatus.INCOMPLETE
+
+    @property
+    def removes(self) -> bool:
+        # With nothing missing, there is nothing to unlist (nor to count).
+        return self.removal.allowed and self.removal.missing > 0
+
+
+class _Writes(Protocol):
+    """All that differs between the real run and the dry run: what it checks on the connection, the
+    transaction it decides in, and what it does with the decision. The rest is one path, so that a
+    dry run says what the real run would do."""
+
+    @property
+    def run_id(self) -> int | None: ...
+
+    def open(self, connection: Connection) -> None: ...
+
+    def deciding(
+        self, connection: Connection, session: Session, store: Store
+    ) -> contextlib.AbstractContextManager[None]: ...
+
+    def write(self, store: Store, verdict: Verdict, counts: RunCounts) -> None: ...
+
+
+def _run(
+    engine: Engine, settings: Settings, hooks: Hooks, counts: RunCounts, writes: _Writes, started: float
+) -> RunResult:
+    """Every run, real or dry: walk, confirm, classify, decide; only `writes` differ."""
+    with (
+        engine.connect() as connection,
+        KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
+    ):
+        try:
+            writes.open(connection)
+            verdict = _walk_and_decide(connection, client, settings, counts, hooks.on_page, writes)
+        finally:
+            _copy_request_stats(client, counts)
+        # The temporary tables are left to go with the connection, closed right after: dropping them
+        # first would write every staged page to SQLite's free list.
+    return RunResult(
+        run_id=writes.run_id,
+        scope=settings.scope.key,
+        api=settings.api,
+        status=verdict.status,
+        counts=counts,
+        seconds=hooks.clock() - started,
+        dry_run=writes.run_id is None,  # only a dry run has no sync_runs row
+        reason=verdict.reason,
+        mass_removal_refused=verdict.removal.refused,
+    )
+
+
+def _walk_and_decide(
     connection: Connection,
     client: KatapultClient,
     settings: Settings,
-    run_id: int,
     counts: RunCounts,
-    started: float,
-    hooks: Hooks,
-    clock: RunClock,
-) -> RunResult:
+    on_page: Callable[[int, int | None], None],
+    writes: _Writes,
+) -> Verdict:
     with Session(bind=connection) as session, _discarded_if_interrupted(connection):
         store = Store(session)
-        proof = _Walk(connection, session, store, client, settings, counts, hooks.on_page).with_proof()
-        _copy_request_stats(client, counts)
-        # End the walk's last read: on SQLite a merge that grew out of a DEFERRED read would fail at once
-        # ("database is locked") instead of waiting while another scope's merge holds the write lock.
-        session.commit()
-        connection.execution_options(sqlite_begin="IMMEDIATE")
-        try:
-            status, reason, refused = _merge(store, settings, run_id, proof, counts, clock)
-            session.commit()
-        except Exception:
-            session.rollback()
-            _unlock_merge(store, session)
-            raise
-        _unlock_merge(store, session)
-        # The temporary tables are left to go with the connection, which run_sync closes right
-        # after: dropping them first would write every staged page to SQLite's free list.
-    return RunResult(
-        run_id=run_id,
-        scope=settings.scope.key,
-        api=settings.api,
-        status=status,
-        counts=counts,
-        seconds=hooks.clock() - started,
-        reason=reason,
-        mass_removal_refused=refused,
-    )
+        proof = _Walk(connection, session, store, client, settings, counts, on_page).with_proof()
+        _copy_request_stats(client, counts)  # before the writes: the run's record counts the walk's requests
+        with writes.deciding(connection, session, store):
+            _apply_classification(counts, store.classify())
+            removal = _removal_decision(store, settings, proof)
+            verdict = Verdict(removal, _run_reason(proof.outcome, removal))
+            writes.write(store, verdict, counts)
+    return verdict
 
 
 @contextlib.contextmanager
@@ -251,39 +301,74 @@ def _discarded_if_interrupted(connection: Connection) -> Iterator[None]:
         raise
 
 
+@dataclass(frozen=True)
+class _Merge:
+    """The real run's writes: the merge and the run's final record, in one transaction under the merge lock."""
+
+    settings: Settings
+    run_id: int
+    clock: RunClock
+
+    def open(self, connection: Connection) -> None:
+        """Nothing to check: run_sync has brought the schema to head under the run lock."""
+
+    @contextlib.contextmanager
+    def deciding(self, connection: Connection, session: Session, store: Store) -> Iterator[None]:
+        # End the walk's last read: on SQLite a merge that grew out of a DEFERRED read would fail at once
+        # ("database is locked") instead of waiting while another scope's merge holds the write lock.
+        session.commit()
+        connection.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            store.lock_for_merge()
+            # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
+            self.clock.not_before(store.newest_recorded_time())
+            yield
+            session.commit()
+        except Exception:  # not an interruption: _discarded_if_interrupted throws that connection away
+            session.rollback()
+            _unlock_merge(store, session)
+            raise
+        _unlock_merge(store, session)
+
+    def write(self, store: Store, verdict: Verdict, counts: RunCounts) -> None:
+        now = self.clock.now()
+        scope = self.settings.scope.key
+        store.upsert_groups(now)
+        store.close_versions_of_updated(self.run_id, now)
+        store.upsert_packages(now, unchanged=counts.unchanged)
+        store.insert_versions(self.run_id, now)
+        store.upsert_listings(scope, now)
+        if verdict.removes:
+            counts.removed = store.remove_missing(scope, self.run_id, now)
+        store.finish_run(
+            self.run_id, status=verdict.status, finished_at=self.clock.now(), error=verdict.reason, **vars(counts)
+        )
+
+
 def _unlock_merge(store: Store, session: Session) -> None:
     store.unlock_after_merge()
     session.commit()
 
 
-def _merge(
-    store: Store, settings: Settings, run_id: int, proof: Proof, counts: RunCounts, clock: RunClock
-) -> tuple[RunStatus, str | None, bool]:
-    store.lock_for_merge()
-    # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
-    clock.not_before(store.newest_recorded_time())
-    now = clock.now()
-    _apply_classification(counts, store.classify())
-    removal = _removal_decision(store, settings, proof)
-    store.upsert_groups(now)
-    store.close_versions_of_updated(run_id, now)
-    store.upsert_packages(now, unchanged=counts.unchanged)
-    store.insert_versions(run_id, now)
-    store.upsert_listings(settings.scope.key, now)
-    if removal.allowed and removal.missing:  # with nothing missing, there is nothing to unlist
-        counts.removed = store.remove_missing(settings.scope.key, run_id, now)
-    reason = _run_reason(proof.outcome, removal)
-    status = RunStatus.SUCCEEDED if reason is None else RunStatus.INCOMPLETE
-    store.finish_run(run_id, status=status, finished_at=clock.now(), error=reason, **vars(counts))
-    return status, reason, removal.refused
-
-
 @dataclass(frozen=True)
-class RemovalDecision:
-    allowed: bool
-    missing: int = 0
-    reason: str | None = None
-    refused: bool = False
+class _Rehearsal:
+    """The dry run's writes: count what the run would remove, then roll everything back."""
+
+    settings: Settings
+    run_id: None = None
+
+    def open(self, connection: Connection) -> None:
+        connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
+        _require_head(connection)
+
+    @contextlib.contextmanager
+    def deciding(self, connection: Connection, session: Session, store: Store) -> Iterator[None]:
+        yield
+        session.rollback()  # the temporary tables go with the connection
+
+    def write(self, store: Store, verdict: Verdict, counts: RunCounts) -> None:
+        if verdict.removes:
+            counts.removed = store.count_would_remove(self.settings.scope.key)
 
 
 def _removal_decision(store: Store, settings: Settings, proof: Proof) -> RemovalDecision:
@@ -490,39 +575,6 @@ def _pace(pacer: Pacer, page: Page) -> bool:
 def _copy_request_stats(client: KatapultClient, counts: RunCounts) -> None:
     counts.requests = client.stats.requests
     counts.retries = client.stats.retries
-
-
-def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
-    """Walk and compare, then roll back: nothing is written, not even a sync_runs row."""
-    started = hooks.clock()
-    counts = RunCounts()
-    with (
-        engine.connect() as connection,
-        KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
-    ):
-        connection.execution_options(sqlite_begin="DEFERRED")  # a reader: never take SQLite's write lock
-        _require_head(connection)
-        with Session(bind=connection) as session, _discarded_if_interrupted(connection):
-            store = Store(session)
-            proof = _Walk(connection, session, store, client, settings, counts, hooks.on_page).with_proof()
-            _apply_classification(counts, store.classify())
-            removal = _removal_decision(store, settings, proof)
-            if removal.allowed and removal.missing:
-                counts.removed = store.count_would_remove(settings.scope.key)
-            session.rollback()  # the temporary tables go with the connection
-        _copy_request_stats(client, counts)
-    reason = _run_reason(proof.outcome, removal)
-    return RunResult(
-        run_id=None,
-        scope=settings.scope.key,
-        api=settings.api,
-        status=RunStatus.SUCCEEDED if reason is None else RunStatus.INCOMPLETE,
-        counts=counts,
-        seconds=hooks.clock() - started,
-        dry_run=True,
-        reason=reason,
-        mass_removal_refused=removal.refused,
-    )
 
 
 def _require_head(connection: Connection) -> None:

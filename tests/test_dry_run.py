@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -119,3 +120,32 @@ def test_a_dry_run_does_not_wait_for_another_writer(cli, api, tmp_path):
 
     assert (result.exit_code, result.err) == (0, ""), result.err
     assert "unchanged=20" in result.out
+
+
+def _changes_said(out: str) -> str:
+    """A run's summary without its prefix ("dry run:", "sync succeeded:"), what only a real run has (its
+    run id) or what varies (seconds): the status is in the exit code."""
+    words = out.split(": ", 1)[1].split()
+    return " ".join(word for word in words if not word.startswith(("run=", "seconds=")))
+
+
+def _spoil_the_newcomer(packages: list[dict[str, Any]]) -> None:
+    packages[-1]["memory_in_gb"] = -(2**63) - 1  # beyond a 64-bit integer: not stored
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda packages: None, id="created-updated-removed"),
+        pytest.param(lambda packages: packages.__delitem__(slice(2, None)), id="mass-removal-refused"),
+        pytest.param(_spoil_the_newcomer, id="package-not-stored"),
+    ],
+)
+def test_a_dry_run_says_what_the_real_run_then_does(cli, database_url, api, changed, change):
+    change(api.packages)
+
+    dry = sync(cli, database_url, api, "--dry-run")
+    real = sync(cli, database_url, api)
+
+    assert dry.out.startswith("dry run: ")
+    assert (dry.exit_code, dry.err, _changes_said(dry.out)) == (real.exit_code, real.err, _changes_said(real.out))
