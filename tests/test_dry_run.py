@@ -13,14 +13,14 @@ from etl.database import head_revision
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
-from .dbstate import every_table, sync
+from .helpers import every_table, sync_in_fives
 
 
 @pytest.fixture
 def changed(cli, database_url, api):
     """12 synced packages; the API now lists one changed, one gone and one new."""
     api.packages = synthetic_catalogue(12)
-    assert sync(cli, database_url, api).exit_code == 0
+    assert sync_in_fives(cli, database_url, api).exit_code == 0
     api.packages[0]["memory_in_gb"] += 1
     api.packages.pop()
     api.packages.append(synthetic_catalogue(1, seed=9)[0])
@@ -38,7 +38,7 @@ def files_beside(database_url: str) -> dict[str, str]:
 def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_url, api, changed):
     tables, files = every_table(database_url), files_beside(database_url)
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert (result.exit_code, result.err) == (0, "")
     assert result.out.startswith(
@@ -55,7 +55,7 @@ def test_a_dry_run_says_it_would_refuse_a_mass_removal(cli, database_url, api, c
     tables = every_table(database_url)
     del api.packages[2:]
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert result.exit_code == 4
     assert "removed=0" in result.out
@@ -70,7 +70,7 @@ def test_a_dry_run_that_fails_leaves_no_run_row(cli, database_url, api, changed)
     tables = every_table(database_url)
     api.add_fault(Fault(status=404, error_code="route_not_found", page=2))
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert result.exit_code == 1
     assert result.err.endswith("HTTP 404 route_not_found: No route matches the path and method provided\n")

@@ -15,7 +15,7 @@ import pytest
 
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
-from .dbstate import catalogue_tables, every_table, runs, sync
+from .helpers import catalogue_tables, every_table, runs, sync_in_fives
 
 # -- a token file that is not UTF-8 -----------------------------------------------------------------
 
@@ -25,7 +25,7 @@ def test_a_token_file_that_is_not_utf8_is_a_usage_error(cli, api, tmp_path):
     token_file.write_bytes(b"tok_\xff\xfe_latin1_\xe9")
     database = tmp_path / "katapult.db"
 
-    result = sync(cli, f"sqlite:///{database}", api, "--token-file", str(token_file))
+    result = sync_in_fives(cli, f"sqlite:///{database}", api, "--token-file", str(token_file))
 
     assert (result.exit_code, result.out, result.err) == (
         2,
@@ -86,12 +86,12 @@ def test_a_read_only_folder_with_a_database_is_one_line_and_changes_nothing(cli,
     with writable_folder_made_read_only(folder) as ro:
         database = folder / "katapult.db"
         url = f"sqlite:///{database}"
-        assert sync(cli, url, api).exit_code == 0
+        assert sync_in_fives(cli, url, api).exit_code == 0
         before = every_table(url)
         (folder / "katapult.db.lock").unlink()  # as if the folder had been read-only from the start
         ro.make_read_only()
 
-        result = sync(cli, url, api)
+        result = sync_in_fives(cli, url, api)
 
         assert (result.exit_code, result.out, result.err) == (
             1,
@@ -109,7 +109,7 @@ def test_a_read_only_folder_without_a_database_is_one_line(cli, api, tmp_path):
         ro.make_read_only()
         database = folder / "katapult.db"
 
-        result = sync(cli, f"sqlite:///{database}", api)
+        result = sync_in_fives(cli, f"sqlite:///{database}", api)
 
         assert (result.exit_code, result.out, result.err) == (
             1,
@@ -161,7 +161,7 @@ def test_a_loopback_api_is_asked_directly_not_through_http_proxy(cli, database_u
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.setenv(name, proxy_url)
 
-    result = sync(cli, database_url, api, "--max-attempts", "2", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
+    result = sync_in_fives(cli, database_url, api, "--max-attempts", "2", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
 
     assert received == []
     assert result.exit_code == 0, result.err

@@ -20,14 +20,9 @@ from etl.database import alembic_config, head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
 from etl.testing.catalogue import public_catalogue
 
-from .dbstate import every_table
-from .helpers import empty_database, query, scalar
+from .helpers import empty_database, every_table, query, scalar, sync
 
 WAIT_SECONDS = 60
-
-
-def sync(cli, database_url, api):
-    return cli("sync", "--database-url", database_url, "--api-url", api.url)
 
 
 def migrate_to(url: str, revision: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import READ_SCOPE, FakeKatapult, Fault
 
-from .dbstate import every_table
+from .helpers import every_table
 
 TOKEN = "tok_CANARY_7fd2c1e9a04b4c55"
 REJECTED_TOKEN = "tok_CANARY_rejected_0b9e33d1"  # a token Katapult does not know: never shown either
