@@ -27,9 +27,12 @@ from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, ERRORS, Fault
 
 from .helpers import (
+    CONFIRMING,
+    assert_changed_nothing,
+    assert_landed,
     catalogue_tables,
-    current_versions,
-    expected_catalogue,
+    error_line,
+    last_line,
     listed_catalogue,
     query,
     runs,
@@ -38,60 +41,11 @@ from .helpers import (
 )
 
 TOKEN_ENV = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
-# The seeded catalogue has a package gone: a walk that misses it is confirmed by a second walk, of
-# three pages, before the package is removed.
-CONFIRMING = 3
-
-
-@pytest.fixture
-def seeded(cli, database_url, api):
-    """A database holding 12 synced packages; the API now lists one changed, one gone and one new."""
-    api.packages = synthetic_catalogue(12)
-    assert sync_in_fives(cli, database_url, api).exit_code == 0
-    gone = api.packages.pop()
-    api.packages[0]["memory_in_gb"] += 1
-    api.packages.append(synthetic_catalogue(1, seed=9)[0])
-    api.requests.clear()
-    cli.sleeps.clear()
-    return {"before": catalogue_tables(database_url), "runs": runs(database_url), "gone": gone["id"]}
-
-
-def error_line(message: str) -> str:
-    return f"katapult-etl: {message}\n"
-
-
-def last_line(err: str) -> str:
-    """stderr's last line, the failure's one-line message; only log records may come before it."""
-    *logged, last = err.splitlines(keepends=True)
-    assert all(line.startswith(("katapult-etl: WARNING ", "katapult-etl: ERROR ")) for line in logged), err
-    return last
 
 
 def refusal(code: str) -> str:
     status, description = ERRORS[code]
     return f"Katapult API refused the request: HTTP {status} {code}: {description}"
-
-
-def assert_landed(database_url, api, seeded, result, **counts: int) -> None:
-    """The run succeeded and the tables hold exactly the API's catalogue: nothing lost, changed or doubled."""
-    assert result.exit_code == 0, result.err
-    assert listed_catalogue(database_url) == expected_catalogue(api.packages)
-    assert current_versions(database_url) == expected_catalogue(api.packages)
-    assert query(database_url, "SELECT removed_at IS NOT NULL FROM packages WHERE id = :id", id=seeded["gone"]) == [
-        (True,)
-    ]
-    wanted = {"created": 1, "updated": 1, "removed": 1, "unchanged": 10, **counts}
-    columns = ", ".join(wanted)
-    assert query(database_url, f"SELECT status, error, {columns} FROM sync_runs ORDER BY id DESC LIMIT 1") == [
-        ("succeeded", None, *wanted.values())
-    ]
-
-
-def assert_changed_nothing(database_url, seeded, result, message: str) -> None:
-    """The run failed with `message`, and changed nothing but its own sync_runs row."""
-    assert (result.exit_code, result.out, last_line(result.err)) == (1, "", error_line(message))
-    assert catalogue_tables(database_url) == seeded["before"]
-    assert runs(database_url) == [*seeded["runs"], ("failed", message)]
 
 
 def page_json(api, number: int, **pagination: Any) -> bytes:

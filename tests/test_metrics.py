@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 from etl.metrics import RunReport, read_last_success, render
 from etl.results import RunCounts
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
-from .helpers import sqlite_url, sync_in_fives
+from .helpers import hold_run_lock, sqlite_url, sync_in_fives
 
 TIMESTAMP = r"1[0-9]{9}(\.[0-9]{3})?"
 SECONDS = r"[0-9]+(\.[0-9]{3})?"
-HOLD_LOCK = """
-import sys
-from etl.database import open_engine
-from etl.dialects import run_lock
-engine = open_engine(sys.argv[1])
-with run_lock(engine, sys.argv[1], "public"):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
 
 
 def sync_with_metrics(cli, database_url, api, metrics, *extra):
@@ -161,9 +150,7 @@ def test_a_run_that_finds_another_running_leaves_the_metrics_alone(cli, database
     metrics = tmp_path / "katapult_etl.prom"
     assert sync_with_metrics(cli, database_url, api, metrics).exit_code == 0
     before = metrics.read_text()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    holder = hold_run_lock(database_url)
     try:
         assert holder.stdout.readline() == "locked\n"
         result = sync_with_metrics(cli, database_url, api, metrics)
