@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -177,6 +181,7 @@ WAIT_SECONDS = 60  # the most any wait on another process may take; normally a f
 # until its stdin closes.
 HOLD_LOCK = """
 import sys
+import threading
 from etl.database import open_engine
 from etl.dialects import run_lock
 engine = open_engine(sys.argv[1])
@@ -188,6 +193,7 @@ with run_lock(engine, sys.argv[1], "public"):
 # Runs the CLI with argv[1:] and prints on stderr which of SQLAlchemy and Alembic it imported.
 IMPORTED = """
 import sys
+import threading
 from etl.cli import main
 try:
     main(sys.argv[1:])
@@ -195,6 +201,44 @@ except SystemExit:
     pass
 print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic"})), file=sys.stderr)
 """
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` until it holds; fail, naming `what`, if it does not within WAIT_SECONDS."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+@contextmanager
+def recording_server(answer: Callable[[socket.socket], bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """A real TCP server on 127.0.0.1: yields its port and the list of what reached it. `answer` serves one
+    connection and returns what it read; a connection that fails (OSError) is dropped and not recorded."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the accept timed out: look at `stop` again
+                continue
+            with connection:
+                connection.settimeout(5)
+                with suppress(OSError):
+                    received.append(answer(connection))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], received
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
 
 
 def hold_run_lock(database_url: str) -> subprocess.Popen[str]:

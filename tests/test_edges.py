@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
-from .helpers import catalogue_tables, every_table, runs, sync_in_fives
+from .helpers import catalogue_tables, every_table, recording_server, runs, sync_in_fives
 
 # -- a token file that is not UTF-8 -----------------------------------------------------------------
 
@@ -127,31 +126,15 @@ def test_a_read_only_folder_without_a_database_is_one_line(cli, api, tmp_path):
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[bytes]]]:
     """A real little HTTP proxy on 127.0.0.1 that records what reaches it and answers 502."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    received: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            with connection:
-                connection.settimeout(2)
-                try:
-                    received.append(connection.recv(65536))
-                    connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                except OSError:
-                    pass
+    def answer_502(connection: socket.socket) -> bytes:
+        request = connection.recv(65536)
+        with contextlib.suppress(OSError):
+            connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        return request
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    with recording_server(answer_502) as (port, received):
+        yield f"http://127.0.0.1:{port}", received
 
 
 def test_a_loopback_api_is_asked_directly_not_through_http_proxy(cli, database_url, api, proxy, monkeypatch):

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,11 +20,19 @@ from sqlalchemy.engine import make_url
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, FakeKatapult
 
-from .helpers import catalogue_tables, current_versions, expected_catalogue, query, runs, sync_in_fives
+from .helpers import (
+    WAIT_SECONDS,
+    catalogue_tables,
+    current_versions,
+    expected_catalogue,
+    query,
+    runs,
+    sync_in_fives,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-WAIT_SECONDS = 30  # the most any step may take on a loaded machine; tests normally take a few seconds
 ABANDONED = "abandoned: the process ended before the run finished (killed or crashed)"
 
 
@@ -96,13 +103,6 @@ def start_sync(tmp_path, database_url: str, api: FakeKatapult, *args: str, token
 def finish(process: subprocess.Popen) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=WAIT_SECONDS)
     return process.returncode, out, err
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.02)
 
 
 def run_lock_released(database_url: str) -> bool:
