@@ -108,10 +108,16 @@ def mariadb_url():
 
 
 @pytest.fixture
-def seeded(cli, database_url, api):
-    """A database holding 12 synced packages; the API now lists one changed, one gone and one new."""
+def twelve(cli, database_url, api):
+    """A database holding 12 synced packages (three pages of five); the packages, as listed."""
     api.packages = synthetic_catalogue(12)
     assert sync_in_fives(cli, database_url, api).exit_code == 0
+    return list(api.packages)
+
+
+@pytest.fixture
+def seeded(cli, database_url, api, twelve):
+    """A database holding 12 synced packages; the API now lists one changed, one gone and one new."""
     gone = api.packages.pop()
     api.packages[0]["memory_in_gb"] += 1
     api.packages.append(synthetic_catalogue(1, seed=9)[0])

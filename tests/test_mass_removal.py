@@ -3,8 +3,6 @@ nothing unless --allow-mass-removal is given; it says so and exits 4."""
 
 from __future__ import annotations
 
-import pytest
-
 from etl.testing.catalogue import synthetic_catalogue
 
 from .helpers import catalogue_tables, current_versions, expected_catalogue, query, scalar, sync_in_fives
@@ -13,13 +11,6 @@ REFUSED = (
     "mass removal refused: {missing} of the 12 packages listed in public are missing; nothing removed "
     "(run again with --allow-mass-removal if that is right)"
 )
-
-
-@pytest.fixture
-def twelve(cli, database_url, api):
-    api.packages = synthetic_catalogue(12)
-    assert sync_in_fives(cli, database_url, api).exit_code == 0
-    return list(api.packages)
 
 
 def removed_ids(url: str) -> list[str]:
