@@ -173,6 +173,20 @@ def assert_changed_nothing(database_url, seeded, result, message: str) -> None:
     assert runs(database_url) == [*seeded["runs"], ("failed", message)]
 
 
+def removed_ids(url: str) -> list[str]:
+    return [row[0] for row in query(url, "SELECT id FROM packages WHERE removed_at IS NOT NULL ORDER BY id")]
+
+
+def second(instant) -> str:
+    """An instant as the commands print it to the second: 2026-03-01T12:00:00Z."""
+    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def iso(instant) -> str:
+    """An instant as the commands print it in full: 2026-03-01T12:00:00.000000Z."""
+    return f"{instant:%Y-%m-%dT%H:%M:%S.%fZ}"
+
+
 # -- subprocesses -----------------------------------------------------------------------------------
 
 WAIT_SECONDS = 60  # the most any wait on another process may take; normally a fraction of a second

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from etl.testing.catalogue import synthetic_catalogue
 
-from .helpers import catalogue_tables, current_versions, expected_catalogue, query, scalar, sync_in_fives
+from .helpers import catalogue_tables, current_versions, expected_catalogue, query, removed_ids, scalar, sync_in_fives
 
 REFUSED = (
     "mass removal refused: {missing} of the 12 packages listed in public are missing; nothing removed "
     "(run again with --allow-mass-removal if that is right)"
 )
-
-
-def removed_ids(url: str) -> list[str]:
-    return [package_id for (package_id,) in query(url, "SELECT id FROM packages WHERE removed_at IS NOT NULL")]
 
 
 def test_removing_more_than_half_is_refused_but_changes_land(cli, database_url, api, twelve):

@@ -9,7 +9,7 @@ import pytest
 
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
-from .helpers import sync_ok
+from .helpers import iso, second, sync_ok
 from .scenario import merge_times
 
 TOKEN = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
@@ -23,14 +23,6 @@ ROCK_6 = "vmpkg_dMeEyd1g8hwIlxR8  ROCK-6      rock-6              2             
 ROCK_6_BIGGER = "vmpkg_dMeEyd1g8hwIlxR8  ROCK-6      rock-6              2             6             80"
 ROCK_12 = "vmpkg_vYQHiDoHeSvsFCFI  ROCK-12     rock-12             4            12            100"
 ROCK_18 = "vmpkg_WHJ4euoDO9S5Ncrc  ROCK-18     rock-18             6            18            150"
-
-
-def second(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
-
-
-def iso(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def read(cli, database_url, *args):

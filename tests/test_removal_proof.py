@@ -14,7 +14,7 @@ import pytest
 
 from etl.testing.catalogue import synthetic_catalogue
 
-from .helpers import catalogue_tables, every_table, expected_catalogue, listed_catalogue, query, sync
+from .helpers import catalogue_tables, every_table, expected_catalogue, listed_catalogue, query, removed_ids, sync
 
 WALKED_AGAIN = (
     "katapult-etl: WARNING walk not shown complete (Katapult's count changed during the walk: "
@@ -45,10 +45,6 @@ def ids_of(packages: list[dict[str, Any]]) -> list[str]:
 
 def listed_ids(url: str) -> list[str]:
     return [package_id for package_id, _ in listed_catalogue(url)]
-
-
-def removed_ids(url: str) -> list[str]:
-    return [row[0] for row in query(url, "SELECT id FROM packages WHERE removed_at IS NOT NULL ORDER BY id")]
 
 
 def last_run(url: str) -> tuple[Any, ...]:

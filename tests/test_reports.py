@@ -17,18 +17,10 @@ from etl.reports import parse_since
 from etl.tables import aligned
 from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
-from .helpers import query, sync_ok
+from .helpers import iso, query, second, sync_ok
 from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, three_runs
 
 NOW = datetime(2026, 3, 8, 12, 30, tzinfo=UTC)
-
-
-def second(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
-
-
-def iso(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def read(cli, database_url, *args):
