@@ -15,9 +15,10 @@ import pytest
 from etl.cli import main
 from etl.clock import utc_now
 from etl.pipeline import Hooks
+from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import FakeKatapult
 
-from .helpers import empty_database
+from .helpers import catalogue_tables, empty_database, runs, sync_in_fives
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
@@ -95,3 +96,31 @@ class Cli:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
     return Cli(capsys, monkeypatch)
+
+
+@pytest.fixture
+def mariadb_url():
+    url = os.environ.get("TEST_MYSQL_URL")
+    if not url:
+        pytest.skip("TEST_MYSQL_URL is not set: the killed-migration test needs MariaDB or MySQL")
+    empty_database(url)
+    return url
+
+
+@pytest.fixture
+def twelve(cli, database_url, api):
+    """A database holding 12 synced packages (three pages of five); the packages, as listed."""
+    api.packages = synthetic_catalogue(12)
+    assert sync_in_fives(cli, database_url, api).exit_code == 0
+    return list(api.packages)
+
+
+@pytest.fixture
+def seeded(cli, database_url, api, twelve):
+    """A database holding 12 synced packages; the API now lists one changed, one gone and one new."""
+    gone = api.packages.pop()
+    api.packages[0]["memory_in_gb"] += 1
+    api.packages.append(synthetic_catalogue(1, seed=9)[0])
+    api.requests.clear()
+    cli.sleeps.clear()
+    return {"before": catalogue_tables(database_url), "runs": runs(database_url), "gone": gone["id"]}

@@ -12,28 +12,24 @@ from sqlalchemy import create_engine, select
 
 from etl.models import PackageSnapshot, SyncRun
 
+from .helpers import sync_ok
+
 ROCK_1 = "vmpkg_dhG25G5SX3HrA5j5"
 ROCK_3 = "vmpkg_Eh5LYVKScVHpj7sM"
 ROCK_6 = "vmpkg_dMeEyd1g8hwIlxR8"
 ROCK_12 = "vmpkg_vYQHiDoHeSvsFCFI"
 
 
-def sync(cli, database_url, api, *extra, env=None):
-    result = cli("sync", "--database-url", database_url, "--api-url", api.url, *extra, env=env)
-    assert result.exit_code == 0, result.err
-    return result
-
-
 def three_runs(cli, database_url, api) -> None:
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     by_id = {package["id"]: package for package in api.packages}
     by_id[ROCK_1].update(cpu_cores=2, memory_in_gb=2)
     by_id[ROCK_3]["launch_price"] = {"amount": 5}
     api.packages = [package for package in api.packages if package["id"] not in (ROCK_6, ROCK_12)]
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     by_id[ROCK_6]["storage_in_gb"] = 80
     api.packages += [by_id[ROCK_6], by_id[ROCK_12]]
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
 
 def run_times(database_url) -> dict[int, tuple]:

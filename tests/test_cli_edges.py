@@ -4,17 +4,13 @@ every output, -q is quiet, options are never guessed from abbreviations, and --h
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from etl.cli import build_parser
 from etl.testing.catalogue import synthetic_catalogue
 
-from .helpers import query
-from .test_docs import subcommands
-from .test_metrics import HOLD_LOCK
+from .helpers import hold_run_lock, python_importing, query, subcommands
 
 COMMANDS = sorted(subcommands(build_parser()))
 SUPPORTED = "(use sqlite:///PATH, postgresql://…, mysql://… or mariadb://…)"
@@ -274,9 +270,7 @@ def test_db_upgrade_says_what_it_did_and_db_current_whether_it_is_needed(run, tm
 def test_an_overlapping_run_logs_a_warning_in_json(run, api, tmp_path):
     database_url = f"sqlite:///{tmp_path / 'k.db'}"
     assert run("db", "upgrade", "--database-url", database_url).exit_code == 0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    holder = hold_run_lock(database_url)
     try:
         assert holder.stdout.readline() == "locked\n"
         result = run("sync", "--log-format", "json", "--database-url", database_url, "--api-url", api.url)
@@ -286,17 +280,6 @@ def test_an_overlapping_run_logs_a_warning_in_json(run, api, tmp_path):
     assert (result.exit_code, result.out) == (75, "")
     [record] = [json.loads(line) for line in result.err.splitlines()]
     assert (record["level"], record["exit_code"]) == ("warning", 75)
-
-
-IMPORTED = """
-import sys
-from etl.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchemy", "alembic"})), file=sys.stderr)
-"""
 
 
 @pytest.mark.parametrize(
@@ -313,9 +296,7 @@ print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"sqlalchem
     ids=["help", "version", "sync-help", "runs-help", "schema-help", "usage-error", "bad-value"],
 )
 def test_help_version_and_usage_errors_import_neither_sqlalchemy_nor_alembic(tmp_path, args):
-    finished = subprocess.run(
-        [sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    finished = python_importing(tmp_path, *args)
 
     assert finished.stderr.splitlines()[-1] == ""
 
@@ -325,13 +306,7 @@ def test_the_query_commands_never_import_alembic(run, api, tmp_path, command):
     database_url = f"sqlite:///{tmp_path / 'k.db'}"
     assert run("sync", "-q", "--database-url", database_url, "--api-url", api.url).exit_code == 0
 
-    finished = subprocess.run(
-        [sys.executable, "-c", IMPORTED, *command, "--database-url", database_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    finished = python_importing(tmp_path, *command, "--database-url", database_url)
 
     assert finished.returncode == 0, finished.stderr
     assert finished.stderr.splitlines()[-1] == "sqlalchemy"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from etl.clock import RESOLUTION, RunClock
 
-from .helpers import query
-from .scenario import ROCK_1, ROCK_6, ROCK_12, run_times, sync
+from .helpers import query, sync_ok
+from .scenario import ROCK_1, ROCK_6, ROCK_12, run_times
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TICK = RESOLUTION
@@ -22,17 +22,17 @@ def at(instant: datetime):
 def test_a_clock_set_back_an_hour_cannot_break_the_history(cli, database_url, api):
     by_id = {package["id"]: package for package in api.packages}
     cli.wall_clock = at(NOON - timedelta(minutes=2))
-    sync(cli, database_url, api)  # run 1 creates the 20 packages
+    sync_ok(cli, database_url, api)  # run 1 creates the 20 packages
     cli.wall_clock = at(NOON)
     by_id[ROCK_1]["cpu_cores"] = 2
     api.packages.remove(by_id[ROCK_12])
-    sync(cli, database_url, api)  # run 2, at noon: updates ROCK-1, removes ROCK-12
+    sync_ok(cli, database_url, api)  # run 2, at noon: updates ROCK-1, removes ROCK-12
     cli.wall_clock = at(NOON - timedelta(hours=1))
     by_id[ROCK_1]["cpu_cores"] = 3
     api.packages.remove(by_id[ROCK_6])
     api.packages.append(by_id[ROCK_12])
 
-    result = sync(cli, database_url, api)  # run 3, at 11:00: updates ROCK-1, removes ROCK-6, restores ROCK-12
+    result = sync_ok(cli, database_url, api)  # run 3, at 11:00: updates ROCK-1, removes ROCK-6, restores ROCK-12
 
     # Run 2 merged just after it started at noon, and finished then: run 3 starts a tick later.
     assert result.err == (

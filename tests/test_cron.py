@@ -8,12 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from etl.testing.fakeapi import Fault
+
+from .helpers import wait_until
 
 CRON = Path(__file__).resolve().parent.parent / "cron"
 WRAPPER = CRON / "katapult-etl-wrapper"
@@ -179,8 +180,7 @@ def test_sigterm_reaches_katapult_etl_and_its_exit_code_comes_back(tmp_path, sys
         [str(WRAPPER)], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        while not started.exists():
-            time.sleep(0.01)
+        wait_until(started.exists, "the wrapper has started katapult-etl")
         wrapper.send_signal(signal.SIGTERM)
         out, err = wrapper.communicate(timeout=30)
     finally:

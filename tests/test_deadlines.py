@@ -20,8 +20,15 @@ from etl.config import MAX_CONCURRENCY, MAX_PAGE_BYTES, RetryPolicy, Settings
 from etl.errors import RetryBudgetExhausted, UnexpectedResponseError
 from etl.testing.fakeapi import ERRORS, Fault
 
-from .dbstate import catalogue_tables, every_table, runs, sync
-from .test_faults import CONFIRMING, assert_changed_nothing, assert_landed, seeded  # noqa: F401 (a fixture)
+from .helpers import (
+    CONFIRMING,
+    assert_changed_nothing,
+    assert_landed,
+    catalogue_tables,
+    every_table,
+    runs,
+    sync_in_fives,
+)
 
 # 40 bytes sent a byte every 0.1 s: four seconds for the whole body, a read timeout of 1 s cuts it.
 TRICKLE = Fault(body=b'{"pagination": null, "packages": [] }   ', trickle=0.1)
@@ -78,10 +85,10 @@ def test_an_answer_that_takes_longer_than_the_read_timeout_is_retried(api):
     assert (client.stats.requests, client.stats.retries, client.stats.failed_seconds) == (2, 1, 31.0)
 
 
-def test_a_trickling_page_is_retried_and_the_run_lands(cli, database_url, api, seeded):  # noqa: F811
+def test_a_trickling_page_is_retried_and_the_run_lands(cli, database_url, api, seeded):
     api.add_fault(Fault(**{**TRICKLE.__dict__, "page": 2}))
 
-    result = sync(cli, database_url, api, "--read-timeout", "1")
+    result = sync_in_fives(cli, database_url, api, "--read-timeout", "1")
 
     assert_landed(database_url, api, seeded, result, retries=1, requests=4 + CONFIRMING)
     assert re.search(
@@ -110,11 +117,11 @@ def test_the_retry_budget_counts_the_time_of_failed_attempts(api):
     assert (client.stats.retry_seconds, client.stats.failed_seconds) == (60.0, 60.0)
 
 
-def test_a_trickling_server_is_given_up_on_within_the_retry_budget(cli, database_url, api, seeded):  # noqa: F811
+def test_a_trickling_server_is_given_up_on_within_the_retry_budget(cli, database_url, api, seeded):
     """The issue's case, shortened: every answer trickles; the run fails within its budget, not hours."""
     api.add_fault(Fault(**{**TRICKLE.__dict__, "page": 2}), times=8)
 
-    result = sync(cli, database_url, api, "--read-timeout", "1", "--retry-budget", "1.5")
+    result = sync_in_fives(cli, database_url, api, "--read-timeout", "1", "--retry-budget", "1.5")
 
     message = result.err.splitlines()[-1].removeprefix("katapult-etl: ")
     assert re.fullmatch(r"gave up on page 2 after [12] attempts: no whole answer for page 2 within 1 s", message)
@@ -145,10 +152,10 @@ def test_a_compressed_page_is_read_no_further_than_50_mb(api):
     assert len(api.requests) == 1
 
 
-def test_a_page_over_the_bound_fails_the_run_and_changes_nothing(cli, database_url, api, seeded):  # noqa: F811
+def test_a_page_over_the_bound_fails_the_run_and_changes_nothing(cli, database_url, api, seeded):
     api.add_fault(Fault(body=gzip.compress(b" " * (MAX_PAGE_BYTES + 1)), headers={"Content-Encoding": "gzip"}, page=2))
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_changed_nothing(database_url, seeded, result, "page 2 is larger than 50 MB")
 
@@ -173,10 +180,10 @@ def test_a_corrupt_gzip_body_is_retried(api, body):
     assert (client.stats.requests, client.stats.retries, len(sleeps)) == (2, 1, 1)
 
 
-def test_a_corrupt_gzip_page_is_retried_and_the_run_lands(cli, database_url, api, seeded):  # noqa: F811
+def test_a_corrupt_gzip_page_is_retried_and_the_run_lands(cli, database_url, api, seeded):
     api.add_fault(Fault(body=b"this is not gzip", headers={"Content-Encoding": "gzip"}, page=2))
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_landed(database_url, api, seeded, result, retries=1, requests=4 + CONFIRMING)
     assert "attempt 1 failed: no whole answer for page 2: ContentDecodingError" in result.err
@@ -188,7 +195,7 @@ def test_a_corrupt_gzip_page_is_retried_and_the_run_lands(cli, database_url, api
 def test_concurrency_over_the_bound_is_a_usage_error_and_writes_nothing(cli, database_url, api):
     assert MAX_CONCURRENCY == 16
 
-    result = sync(cli, database_url, api, "--concurrency", "17")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "17")
 
     assert (result.exit_code, result.out, result.err) == (
         2,
@@ -200,7 +207,7 @@ def test_concurrency_over_the_bound_is_a_usage_error_and_writes_nothing(cli, dat
 
 
 def test_concurrency_at_the_bound_is_accepted(cli, database_url, api):
-    result = sync(cli, database_url, api, "--concurrency", "16")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "16")
 
     assert result.exit_code == 0, result.err
     assert runs(database_url) == [("succeeded", None)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .helpers import query
+from .helpers import query, second
 from .scenario import merge_times
 
 
@@ -41,10 +41,6 @@ def test_the_demo_tells_its_story_in_one_line_for_the_creations_and_a_table_for_
         f"  sqlite3 {database} 'SELECT name, cpu_cores, memory_in_gb FROM current_packages'",
     ]
     assert query(f"sqlite:///{database}", "SELECT COUNT(*) FROM current_packages") == [(19,)]
-
-
-def second(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
 
 
 # Katapult's answer to GET /core/v1/virtual_machine_packages?page=1 of 23 March 2023, as recorded by the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -11,17 +10,9 @@ import pytest
 from etl.cli import build_parser
 from etl.models import Base
 
+from .helpers import subcommands
+
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-
-
-def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
-    """Every leaf command, by its full name ("sync", "db upgrade", ...)."""
-    found: dict[str, argparse.ArgumentParser] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                found.update(subcommands(child, f"{prefix}{name} ") or {f"{prefix}{name}": child})
-    return found
 
 
 COMMANDS = subcommands(build_parser())

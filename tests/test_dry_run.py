@@ -7,25 +7,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from etl.database import head_revision
-from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
-from .dbstate import every_table, sync
-
-
-@pytest.fixture
-def changed(cli, database_url, api):
-    """12 synced packages; the API now lists one changed, one gone and one new."""
-    api.packages = synthetic_catalogue(12)
-    assert sync(cli, database_url, api).exit_code == 0
-    api.packages[0]["memory_in_gb"] += 1
-    api.packages.pop()
-    api.packages.append(synthetic_catalogue(1, seed=9)[0])
-    api.requests.clear()
+from .helpers import every_table, sync_in_fives
 
 
 def files_beside(database_url: str) -> dict[str, str]:
@@ -36,10 +23,10 @@ def files_beside(database_url: str) -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
 
 
-def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_url, api, changed):
+def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_url, api, seeded):
     tables, files = every_table(database_url), files_beside(database_url)
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert (result.exit_code, result.err) == (0, "")
     assert result.out.startswith(
@@ -52,11 +39,11 @@ def test_a_dry_run_reports_what_would_change_and_writes_nothing(cli, database_ur
     assert files_beside(database_url) == files
 
 
-def test_a_dry_run_says_it_would_refuse_a_mass_removal(cli, database_url, api, changed):
+def test_a_dry_run_says_it_would_refuse_a_mass_removal(cli, database_url, api, seeded):
     tables = every_table(database_url)
     del api.packages[2:]
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert result.exit_code == 4
     assert "removed=0" in result.out
@@ -67,11 +54,11 @@ def test_a_dry_run_says_it_would_refuse_a_mass_removal(cli, database_url, api, c
     assert every_table(database_url) == tables
 
 
-def test_a_dry_run_that_fails_leaves_no_run_row(cli, database_url, api, changed):
+def test_a_dry_run_that_fails_leaves_no_run_row(cli, database_url, api, seeded):
     tables = every_table(database_url)
     api.add_fault(Fault(status=404, error_code="route_not_found", page=2))
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert result.exit_code == 1
     assert result.err.endswith("HTTP 404 route_not_found: No route matches the path and method provided\n")

@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
-from .dbstate import catalogue_tables, every_table, runs, sync
+from .helpers import catalogue_tables, every_table, recording_server, runs, sync_in_fives
 
 # -- a token file that is not UTF-8 -----------------------------------------------------------------
 
@@ -25,7 +24,7 @@ def test_a_token_file_that_is_not_utf8_is_a_usage_error(cli, api, tmp_path):
     token_file.write_bytes(b"tok_\xff\xfe_latin1_\xe9")
     database = tmp_path / "katapult.db"
 
-    result = sync(cli, f"sqlite:///{database}", api, "--token-file", str(token_file))
+    result = sync_in_fives(cli, f"sqlite:///{database}", api, "--token-file", str(token_file))
 
     assert (result.exit_code, result.out, result.err) == (
         2,
@@ -86,12 +85,12 @@ def test_a_read_only_folder_with_a_database_is_one_line_and_changes_nothing(cli,
     with writable_folder_made_read_only(folder) as ro:
         database = folder / "katapult.db"
         url = f"sqlite:///{database}"
-        assert sync(cli, url, api).exit_code == 0
+        assert sync_in_fives(cli, url, api).exit_code == 0
         before = every_table(url)
         (folder / "katapult.db.lock").unlink()  # as if the folder had been read-only from the start
         ro.make_read_only()
 
-        result = sync(cli, url, api)
+        result = sync_in_fives(cli, url, api)
 
         assert (result.exit_code, result.out, result.err) == (
             1,
@@ -109,7 +108,7 @@ def test_a_read_only_folder_without_a_database_is_one_line(cli, api, tmp_path):
         ro.make_read_only()
         database = folder / "katapult.db"
 
-        result = sync(cli, f"sqlite:///{database}", api)
+        result = sync_in_fives(cli, f"sqlite:///{database}", api)
 
         assert (result.exit_code, result.out, result.err) == (
             1,
@@ -127,31 +126,15 @@ def test_a_read_only_folder_without_a_database_is_one_line(cli, api, tmp_path):
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[bytes]]]:
     """A real little HTTP proxy on 127.0.0.1 that records what reaches it and answers 502."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    received: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            with connection:
-                connection.settimeout(2)
-                try:
-                    received.append(connection.recv(65536))
-                    connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                except OSError:
-                    pass
+    def answer_502(connection: socket.socket) -> bytes:
+        request = connection.recv(65536)
+        with contextlib.suppress(OSError):
+            connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        return request
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    with recording_server(answer_502) as (port, received):
+        yield f"http://127.0.0.1:{port}", received
 
 
 def test_a_loopback_api_is_asked_directly_not_through_http_proxy(cli, database_url, api, proxy, monkeypatch):
@@ -161,7 +144,7 @@ def test_a_loopback_api_is_asked_directly_not_through_http_proxy(cli, database_u
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.setenv(name, proxy_url)
 
-    result = sync(cli, database_url, api, "--max-attempts", "2", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
+    result = sync_in_fives(cli, database_url, api, "--max-attempts", "2", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
 
     assert received == []
     assert result.exit_code == 0, result.err

@@ -26,71 +26,26 @@ from etl.database import alembic_config, head_revision
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, ERRORS, Fault
 
-from .dbstate import (
+from .helpers import (
+    CONFIRMING,
+    assert_changed_nothing,
+    assert_landed,
     catalogue_tables,
-    current_versions,
-    expected_catalogue,
+    error_line,
+    last_line,
     listed_catalogue,
+    query,
     runs,
-    sync,
+    scalar,
+    sync_in_fives,
 )
-from .helpers import query, scalar
 
 TOKEN_ENV = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
-# The seeded catalogue has a package gone: a walk that misses it is confirmed by a second walk, of
-# three pages, before the package is removed.
-CONFIRMING = 3
-
-
-@pytest.fixture
-def seeded(cli, database_url, api):
-    """A database holding 12 synced packages; the API now lists one changed, one gone and one new."""
-    api.packages = synthetic_catalogue(12)
-    assert sync(cli, database_url, api).exit_code == 0
-    gone = api.packages.pop()
-    api.packages[0]["memory_in_gb"] += 1
-    api.packages.append(synthetic_catalogue(1, seed=9)[0])
-    api.requests.clear()
-    cli.sleeps.clear()
-    return {"before": catalogue_tables(database_url), "runs": runs(database_url), "gone": gone["id"]}
-
-
-def error_line(message: str) -> str:
-    return f"katapult-etl: {message}\n"
-
-
-def last_line(err: str) -> str:
-    """stderr's last line, the failure's one-line message; only log records may come before it."""
-    *logged, last = err.splitlines(keepends=True)
-    assert all(line.startswith(("katapult-etl: WARNING ", "katapult-etl: ERROR ")) for line in logged), err
-    return last
 
 
 def refusal(code: str) -> str:
     status, description = ERRORS[code]
     return f"Katapult API refused the request: HTTP {status} {code}: {description}"
-
-
-def assert_landed(database_url, api, seeded, result, **counts: int) -> None:
-    """The run succeeded and the tables hold exactly the API's catalogue: nothing lost, changed or doubled."""
-    assert result.exit_code == 0, result.err
-    assert listed_catalogue(database_url) == expected_catalogue(api.packages)
-    assert current_versions(database_url) == expected_catalogue(api.packages)
-    assert query(database_url, "SELECT removed_at IS NOT NULL FROM packages WHERE id = :id", id=seeded["gone"]) == [
-        (True,)
-    ]
-    wanted = {"created": 1, "updated": 1, "removed": 1, "unchanged": 10, **counts}
-    columns = ", ".join(wanted)
-    assert query(database_url, f"SELECT status, error, {columns} FROM sync_runs ORDER BY id DESC LIMIT 1") == [
-        ("succeeded", None, *wanted.values())
-    ]
-
-
-def assert_changed_nothing(database_url, seeded, result, message: str) -> None:
-    """The run failed with `message`, and changed nothing but its own sync_runs row."""
-    assert (result.exit_code, result.out, last_line(result.err)) == (1, "", error_line(message))
-    assert catalogue_tables(database_url) == seeded["before"]
-    assert runs(database_url) == [*seeded["runs"], ("failed", message)]
 
 
 def page_json(api, number: int, **pagination: Any) -> bytes:
@@ -137,7 +92,7 @@ def test_a_passing_fault_is_retried_and_the_run_lands_once(cli, database_url, ap
     for fault in faults:
         api.add_fault(fault)
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_landed(database_url, api, seeded, result, retries=len(faults), requests=3 + CONFIRMING + len(faults))
     assert requests_for_page(api, 2) == 2 + len(faults)  # the confirming walk's page 2 too
@@ -149,7 +104,7 @@ def test_retry_after_is_honoured(cli, database_url, api, seeded):
     api.add_fault(Fault(error_code="rate_limit_reached", page=2, headers={"Retry-After": "7"}))
     api.add_fault(Fault(error_code="rate_limit_reached", page=2, headers={"Retry-After": "3"}))
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_landed(database_url, api, seeded, result, retries=2)
     assert cli.sleeps == [7.0, 3.0]
@@ -158,7 +113,7 @@ def test_retry_after_is_honoured(cli, database_url, api, seeded):
 def test_a_read_timeout_is_retried(cli, database_url, api, seeded):
     api.add_fault(Fault(delay=1.0, page=2))
 
-    result = sync(cli, database_url, api, "--read-timeout", "0.2")
+    result = sync_in_fives(cli, database_url, api, "--read-timeout", "0.2")
 
     assert_landed(database_url, api, seeded, result, retries=1)
     assert requests_for_page(api, 2) == 3  # twice in the walk, once in the confirming walk
@@ -167,7 +122,7 @@ def test_a_read_timeout_is_retried(cli, database_url, api, seeded):
 def test_5xx_that_never_stops_fails_after_max_attempts(cli, database_url, api, seeded):
     api.add_fault(Fault(status=503, page=2), times=50)
 
-    result = sync(cli, database_url, api, "--max-attempts", "3")
+    result = sync_in_fives(cli, database_url, api, "--max-attempts", "3")
 
     assert_changed_nothing(
         database_url, seeded, result, f"gave up on page 2 after 3 attempts: {refusal('service_unavailable')}"
@@ -180,7 +135,7 @@ def test_5xx_that_never_stops_fails_when_the_retry_budget_is_spent(cli, database
     api.add_fault(Fault(status=503, page=2, headers={"Retry-After": "40"}), times=50)
     cli.clock = lambda: 0.0  # the failed attempts take no time: the budget is spent on the waits alone
 
-    result = sync(cli, database_url, api, "--retry-budget", "100")
+    result = sync_in_fives(cli, database_url, api, "--retry-budget", "100")
 
     assert_changed_nothing(
         database_url, seeded, result, f"gave up on page 2 after 4 attempts: {refusal('service_unavailable')}"
@@ -208,7 +163,7 @@ WRONG_SHAPE = {
 def test_json_of_the_wrong_shape_fails_at_once(cli, database_url, api, seeded, body, message):
     api.add_fault(Fault(body=body, page=2))
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_changed_nothing(database_url, seeded, result, message)
     assert requests_for_page(api, 2) == 1
@@ -222,7 +177,7 @@ def test_unknown_keys_are_kept_in_raw(cli, database_url, api, seeded):
     for package in api.packages:
         package["launch_price"] = {"amount": 5, "currency": "GBP"}
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     # New content for every package Katapult still lists: each gets a new version.
     assert_landed(database_url, api, seeded, result, updated=11, unchanged=0)
@@ -236,7 +191,7 @@ def test_keys_older_api_versions_left_out_become_null(cli, database_url, api, se
         for key in ("group", "use_dedicated_cpus", "monthly_bandwidth_allowance_in_gb", "icon"):
             del package[key]
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_landed(database_url, api, seeded, result, updated=11, unchanged=0)
     assert query(
@@ -252,7 +207,7 @@ def test_keys_older_api_versions_left_out_become_null(cli, database_url, api, se
 def test_a_page_other_than_the_one_asked_for_fails_the_run(cli, database_url, api, seeded):
     api.add_fault(Fault(body=page_json(api, 1), page=2))
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert_changed_nothing(database_url, seeded, result, "asked for page 2, Katapult answered page 1")
 
@@ -267,7 +222,7 @@ def test_the_same_page_for_every_page_number_fails_the_run(cli, database_url, ap
         body["pagination"]["current_page"] = number
         api.add_fault(Fault(body=json.dumps(body).encode(), page=number))
 
-    result = sync(cli, database_url, api, "--concurrency", "1")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "1")
 
     assert_changed_nothing(
         database_url, seeded, result, "page 2 repeats the packages of an earlier page: the API is not paging"
@@ -284,7 +239,7 @@ def test_total_pages_growing_by_a_page_during_the_walk_is_followed_then_walked_a
 
     api.on_request = grow
 
-    result = sync(cli, database_url, api, "--concurrency", "1")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "1")
 
     # Followed to page 4, but its count changed, so not shown complete: walked again, then confirmed.
     assert [r.query["page"] for r in api.requests] == ["1", "2", "3", "4"] * 3
@@ -298,7 +253,7 @@ def test_a_catalogue_that_keeps_growing_fails_the_run(cli, database_url, api, se
 
     api.on_request = grow
 
-    result = sync(cli, database_url, api, "--concurrency", "1")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "1")
 
     assert_changed_nothing(database_url, seeded, result, "the walk passed 4 pages without reaching the end")
 
@@ -316,7 +271,7 @@ def _shift_on_page_2(api, newcomers: list[dict[str, Any]]) -> None:
 def test_items_shifting_once_are_walked_again_and_land(cli, database_url, api, seeded):
     _shift_on_page_2(api, synthetic_catalogue(1, seed=5))
 
-    result = sync(cli, database_url, api, "--concurrency", "1")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "1")
 
     # Walked again (the count changed), then confirmed: the package gone is missed by both walks.
     assert [r.query["page"] for r in api.requests] == ["1", "2", "3"] * 3
@@ -327,7 +282,7 @@ def test_items_shifting_on_every_walk_land_but_remove_nothing(cli, database_url,
     newcomers = synthetic_catalogue(2, seed=5)
     _shift_on_page_2(api, list(newcomers))
 
-    result = sync(cli, database_url, api, "--concurrency", "1")
+    result = sync_in_fives(cli, database_url, api, "--concurrency", "1")
 
     # Walk 2 saw [x1 p0 p1 p2 p3] [p3 .. p7] [p8 p9 p10 new]: x2 (listed first since page 2) missed.
     reason = (
@@ -389,7 +344,7 @@ REFUSALS = {
 def test_a_refusal_fails_at_once_with_katapults_words(cli, database_url, api, seeded, code, arrange):
     args, env = arrange(api)
 
-    result = sync(cli, database_url, api, *args, env=env)
+    result = sync_in_fives(cli, database_url, api, *args, env=env)
 
     assert (result.exit_code, result.out, result.err) == (1, "", error_line(refusal(code)))
     assert len(api.requests) == 1
@@ -402,7 +357,7 @@ def test_a_refusal_fails_at_once_with_katapults_words(cli, database_url, api, se
 def test_a_refused_page_size_falls_back_to_a_smaller_one(cli, database_url, api, seeded, cap, asked):
     api.per_page_cap = cap
 
-    result = sync(cli, database_url, api, "--per-page", "200")
+    result = sync_in_fives(cli, database_url, api, "--per-page", "200")
 
     # The confirming walk asks at once for the page size Katapult took.
     assert [r.query["per_page"] for r in api.requests] == [*asked, asked[-1]]
@@ -412,7 +367,7 @@ def test_a_refused_page_size_falls_back_to_a_smaller_one(cli, database_url, api,
 def test_when_no_page_size_is_accepted_the_run_fails(cli, database_url, api, seeded):
     api.per_page_cap = 20
 
-    result = sync(cli, database_url, api, "--per-page", "200")
+    result = sync_in_fives(cli, database_url, api, "--per-page", "200")
 
     assert [r.query["per_page"] for r in api.requests] == ["200", "100", "30"]
     assert_changed_nothing(
@@ -532,7 +487,7 @@ def test_a_database_locked_by_another_client_fails_the_run_and_the_next_run_land
     impatient = with_short_lock_wait(database_url)
 
     with write_lock_taken_on_page(database_url, api, page=3):
-        result = sync(cli, impatient, api, "--concurrency", "1")
+        result = sync_in_fives(cli, impatient, api, "--concurrency", "1")
 
     assert (result.exit_code, result.out) == (1, "")
     assert catalogue_tables(database_url) == seeded["before"]
@@ -548,7 +503,7 @@ def test_a_database_locked_by_another_client_fails_the_run_and_the_next_run_land
         assert last_line(result.err) == error_line(message)
         assert runs(database_url) == [*seeded["runs"], ("failed", message)]
 
-    again = sync(cli, database_url, api)
+    again = sync_in_fives(cli, database_url, api)
 
     assert_landed(database_url, api, seeded, again)
     assert runs(database_url)[-2][0] == "failed"

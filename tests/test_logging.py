@@ -15,6 +15,8 @@ from etl.progress import PageProgress
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
+from .helpers import sqlite_url, sync_in_fives
+
 RETRY_WARNING = re.compile(
     r"katapult-etl: WARNING retrying in [0-9.]+ s \(attempt 1 failed: Katapult API refused the request: "
     r"HTTP 503 service_unavailable: The service is temporarily unavailable, please try again later\)"
@@ -34,28 +36,23 @@ def twelve_packages_and_a_503(api):
     return api
 
 
-def sync(cli, tmp_path, api, *extra):
-    database_url = f"sqlite:///{tmp_path / 'katapult.db'}"
-    return cli("sync", "--database-url", database_url, "--api-url", api.url, "--per-page", "5", *extra)
-
-
 def test_by_default_only_warnings_reach_stderr(cli, tmp_path, twelve_packages_and_a_503):
-    result = sync(cli, tmp_path, twelve_packages_and_a_503)
+    result = sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503)
 
     assert result.exit_code == 0
     assert RETRY_WARNING.fullmatch(result.err.removesuffix("\n")), result.err
 
 
 def test_quiet_silences_warnings_but_not_errors(cli, tmp_path, twelve_packages_and_a_503):
-    assert sync(cli, tmp_path, twelve_packages_and_a_503, "-q").err == ""
+    assert sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503, "-q").err == ""
 
     twelve_packages_and_a_503.add_fault(Fault(error_code="invalid_api_token"))
-    result = sync(cli, tmp_path, twelve_packages_and_a_503, "-q")
+    result = sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503, "-q")
     assert (result.exit_code, result.err) == (1, f"katapult-etl: {REFUSED}\n")
 
 
 def test_verbose_says_what_each_page_held(cli, tmp_path, twelve_packages_and_a_503):
-    result = sync(cli, tmp_path, twelve_packages_and_a_503, "-v")
+    result = sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503, "-v")
 
     lines = result.err.splitlines()
     assert [line for line in lines if line.startswith("katapult-etl: INFO page ")] == [
@@ -68,7 +65,7 @@ def test_verbose_says_what_each_page_held(cli, tmp_path, twelve_packages_and_a_5
 
 
 def test_json_logs_are_one_object_per_line_with_structured_extras(cli, tmp_path, twelve_packages_and_a_503):
-    result = sync(cli, tmp_path, twelve_packages_and_a_503, "--log-format", "json", "-v")
+    result = sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503, "--log-format", "json", "-v")
 
     assert result.exit_code == 0
     records = [json.loads(line) for line in result.err.splitlines()]
@@ -93,7 +90,7 @@ def test_json_logs_are_one_object_per_line_with_structured_extras(cli, tmp_path,
 
 
 def test_json_logs_end_with_a_run_finished_record_without_v(cli, tmp_path, twelve_packages_and_a_503):
-    result = sync(cli, tmp_path, twelve_packages_and_a_503, "--log-format", "json")
+    result = sync_in_fives(cli, sqlite_url(tmp_path), twelve_packages_and_a_503, "--log-format", "json")
 
     records = [json.loads(line) for line in result.err.splitlines()]
     assert [record["level"] for record in records] == ["warning", "info"]
@@ -124,7 +121,7 @@ def test_json_logs_end_with_a_run_finished_record_without_v(cli, tmp_path, twelv
 def test_json_logs_carry_the_error_and_its_exit_code(cli, tmp_path, api):
     api.add_fault(Fault(error_code="invalid_api_token"))
 
-    result = sync(cli, tmp_path, api, "--log-format", "json")
+    result = sync_in_fives(cli, sqlite_url(tmp_path), api, "--log-format", "json")
 
     assert (result.exit_code, result.out) == (1, "")
     [record] = [json.loads(line) for line in result.err.splitlines()]

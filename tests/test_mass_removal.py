@@ -3,12 +3,9 @@ nothing unless --allow-mass-removal is given; it says so and exits 4."""
 
 from __future__ import annotations
 
-import pytest
-
 from etl.testing.catalogue import synthetic_catalogue
 
-from .dbstate import catalogue_tables, current_versions, expected_catalogue, sync
-from .helpers import query, scalar
+from .helpers import catalogue_tables, current_versions, expected_catalogue, query, removed_ids, scalar, sync_in_fives
 
 REFUSED = (
     "mass removal refused: {missing} of the 12 packages listed in public are missing; nothing removed "
@@ -16,23 +13,12 @@ REFUSED = (
 )
 
 
-@pytest.fixture
-def twelve(cli, database_url, api):
-    api.packages = synthetic_catalogue(12)
-    assert sync(cli, database_url, api).exit_code == 0
-    return list(api.packages)
-
-
-def removed_ids(url: str) -> list[str]:
-    return [package_id for (package_id,) in query(url, "SELECT id FROM packages WHERE removed_at IS NOT NULL")]
-
-
 def test_removing_more_than_half_is_refused_but_changes_land(cli, database_url, api, twelve):
     api.packages = twelve[:5]
     api.packages[0]["memory_in_gb"] += 1
     api.packages.append(synthetic_catalogue(1, seed=9)[0])
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     reason = REFUSED.format(missing=7)
     assert result.exit_code == 4
@@ -49,7 +35,7 @@ def test_removing_more_than_half_is_refused_but_changes_land(cli, database_url, 
     assert scalar(database_url, "SELECT COUNT(*) FROM package_listings WHERE unlisted_at IS NOT NULL") == 0
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots WHERE valid_to IS NULL") == 13
 
-    allowed = sync(cli, database_url, api, "--allow-mass-removal")
+    allowed = sync_in_fives(cli, database_url, api, "--allow-mass-removal")
 
     assert allowed.exit_code == 0, allowed.err
     assert "created=0 updated=0 restored=0 removed=7 unchanged=6" in allowed.out
@@ -60,7 +46,7 @@ def test_removing_more_than_half_is_refused_but_changes_land(cli, database_url, 
 def test_removing_exactly_half_is_not_a_mass_removal(cli, database_url, api, twelve):
     api.packages = twelve[:6]
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert result.exit_code == 0, result.err
     assert "removed=6 unchanged=6" in result.out
@@ -71,7 +57,7 @@ def test_an_empty_catalogue_removes_nothing(cli, database_url, api, twelve):
     before = catalogue_tables(database_url)
     api.packages = []
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert result.exit_code == 4
     assert result.err == f"katapult-etl: {REFUSED.format(missing=12)}\n"

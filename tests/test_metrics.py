@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 from etl.metrics import RunReport, read_last_success, render
 from etl.results import RunCounts
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
+from .helpers import hold_run_lock, sqlite_url, sync_in_fives
+
 TIMESTAMP = r"1[0-9]{9}(\.[0-9]{3})?"
 SECONDS = r"[0-9]+(\.[0-9]{3})?"
-HOLD_LOCK = """
-import sys
-from etl.database import open_engine
-from etl.dialects import run_lock
-engine = open_engine(sys.argv[1])
-with run_lock(engine, sys.argv[1], "public"):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
 
 
-def sqlite_url(tmp_path) -> str:
-    """For what does not depend on the database: the metrics are the same on every one."""
-    return f"sqlite:///{tmp_path / 'katapult.db'}"
-
-
-def sync(cli, database_url, api, metrics, *extra):
-    return cli(
-        "sync",
-        "--database-url",
-        database_url,
-        "--api-url",
-        api.url,
-        "--per-page",
-        "5",
-        "--metrics-file",
-        str(metrics),
-        *extra,
-    )
+def sync_with_metrics(cli, database_url, api, metrics, *extra):
+    return sync_in_fives(cli, database_url, api, "--metrics-file", str(metrics), *extra)
 
 
 def pattern(series: str, number: str) -> re.Pattern[str]:
@@ -118,7 +93,7 @@ def test_a_succeeded_run_writes_every_metric(cli, database_url, api, tmp_path):
     metrics = tmp_path / "metrics" / "katapult_etl.prom"
     metrics.parent.mkdir()
 
-    result = sync(cli, database_url, api, metrics)
+    result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert result.exit_code == 0, result.err
     assert_lines_match(metrics, head("succeeded", 0) + counts(3, 4, 1, 12, created=12))
@@ -132,11 +107,11 @@ def test_a_failed_run_keeps_the_last_success_and_leaves_out_its_counts(cli, api,
     database_url = sqlite_url(tmp_path)
     api.packages = synthetic_catalogue(12)
     metrics = tmp_path / "katapult_etl.prom"
-    assert sync(cli, database_url, api, metrics).exit_code == 0
+    assert sync_with_metrics(cli, database_url, api, metrics).exit_code == 0
     succeeded_at = value(metrics, 'katapult_etl_last_success_timestamp_seconds{scope="public"}')
     api.add_fault(Fault(error_code="invalid_api_token", page=3))
 
-    result = sync(cli, database_url, api, metrics)
+    result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert result.exit_code == 1
     assert_lines_match(metrics, head("failed", 1))
@@ -149,7 +124,7 @@ def test_a_run_that_never_succeeded_has_no_last_success(cli, api, tmp_path):
     api.add_fault(Fault(error_code="invalid_api_token"))
     metrics = tmp_path / "katapult_etl.prom"
 
-    result = sync(cli, database_url, api, metrics)
+    result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert result.exit_code == 1
     assert_lines_match(metrics, head("failed", 1, last_success=False))
@@ -159,11 +134,11 @@ def test_an_incomplete_run_is_not_a_success(cli, api, tmp_path):
     database_url = sqlite_url(tmp_path)
     api.packages = synthetic_catalogue(12)
     metrics = tmp_path / "katapult_etl.prom"
-    assert sync(cli, database_url, api, metrics).exit_code == 0
+    assert sync_with_metrics(cli, database_url, api, metrics).exit_code == 0
     succeeded_at = value(metrics, 'katapult_etl_last_success_timestamp_seconds{scope="public"}')
     del api.packages[:10]
 
-    result = sync(cli, database_url, api, metrics)
+    result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert result.exit_code == 4
     # Two pages, two requests: the ten missing are confirmed by a second walk before the guard counts them.
@@ -173,14 +148,12 @@ def test_an_incomplete_run_is_not_a_success(cli, api, tmp_path):
 
 def test_a_run_that_finds_another_running_leaves_the_metrics_alone(cli, database_url, api, tmp_path):
     metrics = tmp_path / "katapult_etl.prom"
-    assert sync(cli, database_url, api, metrics).exit_code == 0
+    assert sync_with_metrics(cli, database_url, api, metrics).exit_code == 0
     before = metrics.read_text()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    holder = hold_run_lock(database_url)
     try:
         assert holder.stdout.readline() == "locked\n"
-        result = sync(cli, database_url, api, metrics)
+        result = sync_with_metrics(cli, database_url, api, metrics)
     finally:
         holder.communicate("")
 
@@ -192,7 +165,7 @@ def test_an_unwritable_metrics_folder_is_a_usage_error_before_any_request(cli, a
     database_url = sqlite_url(tmp_path)
     metrics = tmp_path / "missing" / "katapult_etl.prom"
 
-    result = sync(cli, database_url, api, metrics)
+    result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert (result.exit_code, result.out) == (2, "")
     assert result.err == (
@@ -203,7 +176,7 @@ def test_an_unwritable_metrics_folder_is_a_usage_error_before_any_request(cli, a
 
 def test_a_dry_run_writes_no_metrics(cli, api, tmp_path):
     database_url = sqlite_url(tmp_path)
-    result = sync(cli, database_url, api, tmp_path / "katapult_etl.prom", "--dry-run")
+    result = sync_with_metrics(cli, database_url, api, tmp_path / "katapult_etl.prom", "--dry-run")
 
     assert result.exit_code == 2
     assert result.err == "katapult-etl: --metrics-file records real runs: a --dry-run cannot write it\n"

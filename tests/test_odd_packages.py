@@ -17,8 +17,7 @@ from etl.dialects import BulkInsert
 from etl.errors import DatabaseError
 from etl.testing.catalogue import synthetic_catalogue
 
-from .dbstate import catalogue_tables, current_versions, expected_catalogue, listed_catalogue, sync
-from .helpers import query
+from .helpers import catalogue_tables, current_versions, expected_catalogue, listed_catalogue, query, sync_in_fives
 
 ODD = 6  # the odd package's place in the catalogue: page 2 at five packages a page
 
@@ -55,7 +54,7 @@ ODD_KINDS = [_huge_integer, _nul_in_name, _half_a_surrogate, _text_for_number, _
 def synced(cli, database_url, api):
     """Eight packages synced; then the API lists one changed, one gone and one new (all good)."""
     api.packages = synthetic_catalogue(8)
-    assert sync(cli, database_url, api).exit_code == 0
+    assert sync_in_fives(cli, database_url, api).exit_code == 0
     before = catalogue_tables(database_url)
     gone = api.packages.pop(2)
     api.packages[0]["storage_in_gb"] += 1
@@ -77,7 +76,7 @@ def test_an_odd_package_keeps_its_version_and_the_rest_lands(
     reason = spoil(api.packages[ODD])
     line = f"1 package not stored: {odd_id}: {reason}"
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert result.exit_code == 3, result.err
     assert result.err == f"katapult-etl: {line}\n"
@@ -106,7 +105,7 @@ def test_an_odd_package_keeps_its_version_and_the_rest_lands(
 
     # Katapult fixes it: the next run stores it like any package.
     api.packages[ODD] = good_version
-    assert sync(cli, database_url, api).exit_code == 0
+    assert sync_in_fives(cli, database_url, api).exit_code == 0
     assert listed_catalogue(database_url) == expected_catalogue(api.packages)
 
 
@@ -115,7 +114,7 @@ def test_an_odd_new_package_is_not_created_and_the_run_names_it(cli, database_ur
     newcomer["memory_in_gb"] = -(2**63) - 1
     line = f"1 package not stored: {newcomer['id']}: memory_in_gb is -9223372036854775809, beyond a 64-bit integer"
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert query(database_url, "SELECT COUNT(*) FROM packages WHERE id = :id", id=newcomer["id"]) == [(0,)]
@@ -132,7 +131,7 @@ def test_every_odd_package_is_named_once(cli, database_url, api, synced):
         f"{second}: name is 'PKG\\x00-00007', with a NUL character"
     )
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id DESC LIMIT 1") == [("incomplete", line)]
@@ -157,7 +156,7 @@ def test_a_package_without_a_usable_id_lets_nothing_be_removed(cli, database_url
         "nothing removed: a package without a usable id could be any package the walk missed"
     )
 
-    result = sync(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert "created=1 updated=1 restored=0 removed=0 unchanged=5 " in result.out
@@ -178,7 +177,7 @@ def test_a_dry_run_reports_an_odd_package_the_same_way(cli, database_url, api, s
     reason = _half_a_surrogate(api.packages[ODD])
     line = f"1 package not stored: {synced['odd']}: {reason}"
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync_in_fives(cli, database_url, api, "--dry-run")
 
     assert (result.exit_code, result.err) == (3, f"katapult-etl: {line}\n")
     assert result.out.startswith(

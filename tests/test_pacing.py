@@ -9,7 +9,7 @@ import pytest
 from etl.pacing import Pacer, pages_in_flight
 from etl.testing.catalogue import synthetic_catalogue
 
-from .helpers import query
+from .helpers import query, sqlite_url, sync
 
 PACED = re.compile(r"INFO X-Ratelimit-Remaining is (\d+) of 1000: fetching (\d+) page\(s\) at a time")
 LATENCY = 0.1  # long enough that requests sent together are answered together
@@ -72,14 +72,8 @@ def slow_catalogue(api):
     return api
 
 
-def sync(cli, tmp_path, api, *extra):
-    return cli(
-        "sync", "--database-url", f"sqlite:///{tmp_path / 'k.db'}", "--api-url", api.url, "--per-page", "100", *extra
-    )
-
-
 def test_pages_after_the_first_are_fetched_concurrency_at_a_time(cli, tmp_path, slow_catalogue):
-    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "3")
+    result = sync(cli, sqlite_url(tmp_path), slow_catalogue, "--concurrency", "3", per_page=100)
 
     assert result.exit_code == 0, result.err
     assert slow_catalogue.peak_in_flight == 3
@@ -89,7 +83,7 @@ def test_pages_after_the_first_are_fetched_concurrency_at_a_time(cli, tmp_path, 
 def test_a_run_low_on_allowance_fetches_fewer_pages_at_a_time(cli, tmp_path, slow_catalogue):
     slow_catalogue.reset_rate_limit(used=920)  # page 1 answers with 79 of 1000 remaining
 
-    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "4", "-v")
+    result = sync(cli, sqlite_url(tmp_path), slow_catalogue, "--concurrency", "4", "-v", per_page=100)
 
     assert result.exit_code == 0, result.err
     assert slow_catalogue.peak_in_flight == 3
@@ -98,15 +92,15 @@ def test_a_run_low_on_allowance_fetches_fewer_pages_at_a_time(cli, tmp_path, slo
     assert slowdowns[0] == (79, 3)
     assert [fetchers for _, fetchers in slowdowns] == [3, 2]
     assert 70 <= slowdowns[1][0] < 75  # below three quarters of the reserve of 100
-    assert query(
-        f"sqlite:///{tmp_path / 'k.db'}", "SELECT status, requests, retries, packages_seen FROM sync_runs"
-    ) == [("succeeded", 10, 0, 1000)]
+    assert query(sqlite_url(tmp_path), "SELECT status, requests, retries, packages_seen FROM sync_runs") == [
+        ("succeeded", 10, 0, 1000)
+    ]
 
 
 def test_a_nearly_spent_allowance_fetches_one_page_at_a_time(cli, tmp_path, slow_catalogue):
     slow_catalogue.reset_rate_limit(used=980)  # 19 left: enough for the walk, not for haste
 
-    result = sync(cli, tmp_path, slow_catalogue, "--concurrency", "4")
+    result = sync(cli, sqlite_url(tmp_path), slow_catalogue, "--concurrency", "4", per_page=100)
 
     assert result.exit_code == 0, result.err
     assert slow_catalogue.peak_in_flight == 1

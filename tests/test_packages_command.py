@@ -9,7 +9,8 @@ import pytest
 
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
-from .scenario import merge_times, sync
+from .helpers import iso, second, sync_ok
+from .scenario import merge_times
 
 TOKEN = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
 # The table of the six packages below: permalink as wide as boulder-20, group_name last.
@@ -24,14 +25,6 @@ ROCK_12 = "vmpkg_vYQHiDoHeSvsFCFI  ROCK-12     rock-12             4            
 ROCK_18 = "vmpkg_WHJ4euoDO9S5Ncrc  ROCK-18     rock-18             6            18            150"
 
 
-def second(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
-
-
-def iso(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%S.%fZ}"
-
-
 def read(cli, database_url, *args):
     result = cli("packages", *args, "--database-url", database_url)
     assert (result.exit_code, result.err) == (0, "")
@@ -44,14 +37,14 @@ def three_runs(cli, database_url, api):
     with 80 GB of storage and ROCK-18 is withdrawn. Returns when each run merged."""
     api.packages = api.packages[:6]
     by_name = {package["name"]: package for package in api.packages}
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     by_name["ROCK-1"].update(cpu_cores=2, memory_in_gb=2)
     api.packages.remove(by_name["ROCK-6"])
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     by_name["ROCK-6"]["storage_in_gb"] = 80
     api.packages.append(by_name["ROCK-6"])
     api.packages.remove(by_name["ROCK-18"])
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     return merge_times(database_url)
 
 
@@ -113,10 +106,10 @@ def test_a_scope_shows_only_what_that_scope_listed(cli, database_url, api):
     api.packages = api.packages[:2]
     private = {**api.packages[0], "id": "vmpkg_private0000001", "name": "ACME-1", "permalink": "acme-1"}
     api.organizations = {"org_acme": {"sub_domain": "acme", "packages": [private]}}
-    sync(cli, database_url, api)
-    sync(cli, database_url, api, "--organization-id", "org_acme", env=TOKEN)
+    sync_ok(cli, database_url, api)
+    sync_ok(cli, database_url, api, "--organization-id", "org_acme", env=TOKEN)
     api.organizations["org_acme"]["packages"] = []
-    sync(cli, database_url, api, "--organization-id", "org_acme", env=TOKEN)
+    sync_ok(cli, database_url, api, "--organization-id", "org_acme", env=TOKEN)
     merged = merge_times(database_url)
     acme = "organization[id]=org_acme"
     header = "id                      name    permalink  cpu_cores  memory_in_gb  storage_in_gb  group_name"
@@ -138,7 +131,7 @@ def test_a_scope_shows_only_what_that_scope_listed(cli, database_url, api):
 
 
 def test_a_scope_no_run_had_is_a_usage_error(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     result = cli("packages", "--scope", "organization[id]=org_nope", "--database-url", database_url)
 
@@ -162,7 +155,7 @@ def test_a_time_that_is_not_one_is_a_usage_error(cli, tmp_path):
 def test_json_jsonl_and_csv_carry_every_column(cli, tmp_path, api):
     url = f"sqlite:///{tmp_path / 'katapult.db'}"
     api.packages = api.packages[:1]
-    sync(cli, url, api)
+    sync_ok(cli, url, api)
     merged = iso(merge_times(url)[1])
     rock_1 = {
         "id": "vmpkg_dhG25G5SX3HrA5j5",

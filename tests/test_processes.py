@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,12 +20,19 @@ from sqlalchemy.engine import make_url
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, FakeKatapult
 
-from .dbstate import catalogue_tables, current_versions, expected_catalogue, runs
-from .helpers import query
+from .helpers import (
+    WAIT_SECONDS,
+    catalogue_tables,
+    current_versions,
+    expected_catalogue,
+    query,
+    runs,
+    sync_in_fives,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-WAIT_SECONDS = 30  # the most any step may take on a loaded machine; tests normally take a few seconds
 ABANDONED = "abandoned: the process ended before the run finished (killed or crashed)"
 
 
@@ -99,13 +105,6 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.02)
-
-
 def run_lock_released(database_url: str) -> bool:
     """Whether no process holds a run lock: the OS drops file locks at once; PostgreSQL ends the dead
     client's session a moment after the kernel closes its socket."""
@@ -119,14 +118,10 @@ def run_lock_released(database_url: str) -> bool:
     return held == [(0,)]
 
 
-def sync_in_this_process(cli, database_url: str, api: FakeKatapult, *args: str):
-    return cli("sync", "--database-url", database_url, "--api-url", api.url, "--per-page", "5", *args)
-
-
 @pytest.fixture
 def changed_catalogue(cli, database_url, api):
     """A synced database, and an API whose catalogue has since changed: a run that landed would show."""
-    assert sync_in_this_process(cli, database_url, api).exit_code == 0
+    assert sync_in_fives(cli, database_url, api).exit_code == 0
     api.packages[0]["memory_in_gb"] += 1
     del api.packages[-1]
     api.packages.append(synthetic_catalogue(1, seed=9)[0])
@@ -149,7 +144,7 @@ def test_kill_9_mid_walk_changes_nothing_and_the_next_run_lands(
     assert runs(database_url) == [*runs_before, ("running", None)]
     wait_until(lambda: run_lock_released(database_url), "the killed run's lock is released")
 
-    result = sync_in_this_process(cli, database_url, api)
+    result = sync_in_fives(cli, database_url, api)
 
     assert result.exit_code == 0, result.err
     assert "created=1 updated=1 restored=0 removed=1 unchanged=18" in result.out

@@ -14,8 +14,7 @@ import pytest
 
 from etl.testing.catalogue import synthetic_catalogue
 
-from .dbstate import catalogue_tables, every_table, expected_catalogue, listed_catalogue
-from .helpers import query
+from .helpers import catalogue_tables, every_table, expected_catalogue, listed_catalogue, query, removed_ids, sync
 
 WALKED_AGAIN = (
     "katapult-etl: WARNING walk not shown complete (Katapult's count changed during the walk: "
@@ -23,15 +22,13 @@ WALKED_AGAIN = (
 )
 KEPT = "katapult-etl: WARNING {count} package(s) missed by one walk but seen by the other stay listed: {ids}\n"
 
-
-def sync(cli, database_url, api, *extra: str, per_page: int = 20):
-    return cli("sync", "--database-url", database_url, "--api-url", api.url, "--per-page", str(per_page), *extra)
+PER_PAGE = 20
 
 
-def synced(cli, database_url, api, packages: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+def synced(cli, database_url, api, packages: list[dict[str, Any]], per_page: int = PER_PAGE) -> list[dict[str, Any]]:
     """A database holding `packages`, synced; the fake API's request log cleared."""
     api.packages = list(packages)
-    result = sync(cli, database_url, api, **options)
+    result = sync(cli, database_url, api, per_page=per_page)
     assert result.exit_code == 0, result.err
     api.requests.clear()
     return packages
@@ -48,10 +45,6 @@ def ids_of(packages: list[dict[str, Any]]) -> list[str]:
 
 def listed_ids(url: str) -> list[str]:
     return [package_id for package_id, _ in listed_catalogue(url)]
-
-
-def removed_ids(url: str) -> list[str]:
-    return [row[0] for row in query(url, "SELECT id FROM packages WHERE removed_at IS NOT NULL ORDER BY id")]
 
 
 def last_run(url: str) -> tuple[Any, ...]:
@@ -80,7 +73,7 @@ def test_a_package_deleted_during_the_walk_never_gets_a_live_one_removed(cli, da
     deleted, slid = catalogue[0]["id"], catalogue[20]["id"]  # slid: onto page 1 once page 1 was served
     api.remove_after_page(1, deleted)
 
-    second = sync(cli, database_url, api)
+    second = sync(cli, database_url, api, per_page=PER_PAGE)
 
     assert second.exit_code == 0, second.err
     if large_set:
@@ -98,7 +91,7 @@ def test_a_package_deleted_during_the_walk_never_gets_a_live_one_removed(cli, da
         assert listed_ids(database_url) == ids_of(catalogue[1:])
     api.requests.clear()
 
-    third = sync(cli, database_url, api)
+    third = sync(cli, database_url, api, per_page=PER_PAGE)
 
     # By the next run at the latest, `deleted` (and only it) is removed.
     assert (third.exit_code, third.err) == (0, "")
@@ -126,7 +119,7 @@ def test_a_dry_run_reaches_the_same_verdict(cli, database_url, api, large_set):
     api.remove_after_page(1, catalogue[0]["id"])
     tables = every_table(database_url)
 
-    result = sync(cli, database_url, api, "--dry-run")
+    result = sync(cli, database_url, api, "--dry-run", per_page=PER_PAGE)
 
     assert result.exit_code == 0, result.err
     if large_set:
@@ -196,7 +189,7 @@ def test_a_count_that_changes_during_every_walk_removes_nothing(cli, database_ur
     api.after_page = one_arrives_after_page_1
     before = snapshots(database_url)
 
-    result = sync(cli, database_url, api)
+    result = sync(cli, database_url, api, per_page=PER_PAGE)
 
     # Walk 1: 59 counted on page 1, 60 on page 2. Walk 2: 60, then 61 in four pages, followed to page 4.
     reason = (
@@ -233,7 +226,7 @@ def test_a_confirming_walk_not_shown_complete_removes_nothing(cli, database_url,
     api.after_page = one_arrives_during_the_confirming_walk
     before = catalogue_tables(database_url)
 
-    result = sync(cli, database_url, api)
+    result = sync(cli, database_url, api, per_page=PER_PAGE)
 
     reason = (
         "confirming walk not shown complete, nothing removed: Katapult's count changed during the walk: "
@@ -273,7 +266,7 @@ def test_a_package_gone_before_the_run_is_missed_twice_and_removed(cli, database
     gone = catalogue[30]
     api.packages = [package for package in catalogue if package is not gone]
 
-    result = sync(cli, database_url, api)
+    result = sync(cli, database_url, api, per_page=PER_PAGE)
 
     assert (result.exit_code, result.err) == (0, "")
     assert "pages=6 packages_seen=59 created=0 updated=0 restored=0 removed=1 unchanged=59 " in result.out
@@ -317,7 +310,7 @@ def test_a_package_without_an_id_in_the_confirming_walk_removes_nothing(cli, dat
     api.after_page = an_id_goes_missing_during_the_confirming_walk
     before = snapshots(database_url)
 
-    result = sync(cli, database_url, api)
+    result = sync(cli, database_url, api, per_page=PER_PAGE)
 
     # It could be the package gone: nothing is removed.
     reason = "nothing removed: a package without a usable id could be any package the walk missed"

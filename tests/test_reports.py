@@ -17,18 +17,10 @@ from etl.reports import parse_since
 from etl.tables import aligned
 from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
-from .helpers import query
-from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, sync, three_runs
+from .helpers import iso, query, second, sync_ok
+from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, merge_times, run_times, three_runs
 
 NOW = datetime(2026, 3, 8, 12, 30, tzinfo=UTC)
-
-
-def second(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%SZ}"
-
-
-def iso(instant):
-    return f"{instant:%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def read(cli, database_url, *args):
@@ -60,7 +52,7 @@ def test_runs_are_listed_newest_first_and_a_cut_list_says_so(cli, database_url, 
 
 
 def test_runs_as_json_have_every_column_of_sync_runs(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     api.add_fault(Fault(error_code="route_not_found"))
     assert cli("sync", "--database-url", database_url, "--api-url", api.url).exit_code == 1
     times = run_times(database_url)
@@ -110,7 +102,7 @@ def test_runs_as_json_have_every_column_of_sync_runs(cli, database_url, api):
 
 def test_runs_all_shows_every_run(cli, database_url, api):
     for _ in range(3):
-        sync(cli, database_url, api)
+        sync_ok(cli, database_url, api)
 
     out = read(cli, database_url, "runs", "--all")
 
@@ -122,8 +114,8 @@ def test_runs_all_shows_every_run(cli, database_url, api):
 
 def test_runs_as_csv_and_json_lines_hold_what_was_asked_and_nothing_on_stderr(cli, tmp_path, api):
     url = f"sqlite:///{tmp_path / 'katapult.db'}"
-    sync(cli, url, api)
-    sync(cli, url, api)
+    sync_ok(cli, url, api)
+    sync_ok(cli, url, api)
     times = run_times(url)
     row = "{id},public,public,{started},{finished},succeeded,1,1,0,20,{created},0,0,0,{unchanged},,{host},{pid}"
     host, pid = socket.gethostname(), os.getpid()
@@ -188,7 +180,7 @@ def test_history_of_a_change_to_keys_without_a_column_shows_those_keys(cli, data
 def test_history_of_a_removed_package_says_when(cli, database_url, api):
     three_runs(cli, database_url, api)
     api.packages = [package for package in api.packages if package["id"] != ROCK_12]
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     at = {run: second(instant) for run, instant in merge_times(database_url).items()}
     removed = second(removed_at(database_url, ROCK_12))
 
@@ -274,7 +266,7 @@ def test_history_as_json_has_each_version(cli, database_url, api):
 
 
 def test_history_of_an_unknown_package_fails(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     result = cli("history", "rock-2", "--database-url", database_url)
 
@@ -287,22 +279,22 @@ def test_history_of_an_unknown_package_fails(cli, database_url, api):
 
 @pytest.mark.parametrize("package", ["ROCK-1", "rock-1", "Rock-1", ROCK_1, ROCK_1.upper()])
 def test_history_finds_a_package_by_id_permalink_or_name_in_any_case(cli, database_url, api, package):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     assert read(cli, database_url, "history", package).splitlines()[0] == f"{ROCK_1}  rock-1  ROCK-1: listed"
 
 
 def test_a_former_name_in_any_case_still_finds_its_package(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     api.packages[0].update(name="PEBBLE-1", permalink="pebble-1")
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     assert read(cli, database_url, "history", "rock-1").splitlines()[0] == f"{ROCK_1}  pebble-1  PEBBLE-1: listed"
     assert read(cli, database_url, "history", "Pebble-1").splitlines()[0] == f"{ROCK_1}  pebble-1  PEBBLE-1: listed"
 
 
 def test_an_unknown_package_without_a_near_name_gets_no_suggestion(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     result = cli("history", "zzz", "--database-url", database_url)
 
@@ -334,7 +326,7 @@ def test_history_as_csv_has_a_row_per_changed_field_and_as_json_lines_an_object_
 
 def test_a_permalink_two_listed_packages_share_asks_for_an_id(cli, database_url, api):
     api.packages[1]["permalink"] = "rock-1"
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     result = cli("history", "rock-1", "--database-url", database_url)
 
@@ -345,9 +337,9 @@ def test_a_permalink_two_listed_packages_share_asks_for_an_id(cli, database_url,
 
 
 def test_an_old_permalink_still_finds_its_package(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     api.packages[0]["permalink"] = "rock-one"
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     out = read(cli, database_url, "history", "rock-1")
 
@@ -464,7 +456,7 @@ def test_changes_since_last_run_are_those_of_the_newest_succeeded_run_of_each_sc
             "packages": [{**api.packages[0], "id": "vmpkg_private0000001", "name": "ACME-1", "permalink": "acme-1"}],
         }
     }
-    sync(cli, database_url, api, "--organization-id", "org_acme", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
+    sync_ok(cli, database_url, api, "--organization-id", "org_acme", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
     api.add_fault(Fault(error_code="route_not_found"))
     assert cli("sync", "--database-url", database_url, "--api-url", api.url).exit_code == 1  # run 5 failed
     at = {run: second(instant) for run, instant in merge_times(database_url).items()}
@@ -576,7 +568,7 @@ def test_since_takes_an_age_a_date_or_a_utc_time(text, since):
 
 
 def test_a_since_that_is_neither_is_a_usage_error(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     result = cli("changes", "--since", "last week", "--database-url", database_url)
 

@@ -4,28 +4,17 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
 from etl import schema_docs
 from etl.database import head_revision, open_engine, upgrade
 from etl.models import Base
 
-from .helpers import query, scalar
-from .test_cli_edges import IMPORTED
-from .test_schema_faults import (
-    WAIT_SECONDS,
-    _wait_for_statement,
-    _wait_until_gone,
-    mariadb_url,  # noqa: F401  (a fixture)
-    migrate_to,
-)
+from .helpers import kill_upgrade_waiting_on_lock, migrate_to, python_importing, query, scalar
 
 README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 TABLES = {relation.name: relation for relation in schema_docs.relations() if relation.kind == "table"}
@@ -114,30 +103,10 @@ def mysql_comments(url: str) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
-def test_a_comment_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(mariadb_url):  # noqa: F811
+def test_a_comment_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(mariadb_url):
     migrate_to(mariadb_url, "0004")
-    engine = create_engine(mariadb_url)
-    holder = engine.connect()
     # sync_runs is commented last: the tables before it are done when the upgrade waits on its lock.
-    holder.execute(text("SELECT * FROM sync_runs LIMIT 1"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "etl", "db", "upgrade", "--database-url", mariadb_url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        thread = _wait_for_statement(holder, "ALTER TABLE `sync_runs`")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=WAIT_SECONDS)
-        holder.execute(text(f"KILL {thread}"))
-        _wait_until_gone(holder, thread)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=WAIT_SECONDS)
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+    kill_upgrade_waiting_on_lock(mariadb_url, "sync_runs", "ALTER TABLE `sync_runs`")
     half = mysql_comments(mariadb_url)
     assert scalar(mariadb_url, "SELECT version_num FROM alembic_version") == "0004"
     assert half["packages"] == words(TABLES["packages"])
@@ -228,13 +197,7 @@ def test_schema_markdown_is_the_default_and_has_every_table_and_view(cli):
 
 
 def test_schema_imports_no_alembic(tmp_path):
-    finished = subprocess.run(
-        [sys.executable, "-c", IMPORTED, "schema", "--format", "dbt"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    finished = python_importing(tmp_path, "schema", "--format", "dbt")
 
     assert finished.returncode == 0, finished.stderr
     assert finished.stderr.splitlines()[-1] == "sqlalchemy"

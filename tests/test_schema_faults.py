@@ -5,37 +5,16 @@ migration killed half-way on MariaDB finished by the next upgrade."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, inspect, select, text
 
-from etl.database import alembic_config, head_revision, open_engine, upgrade
+from etl.database import head_revision, open_engine, upgrade
 from etl.models import Package, PackageSnapshot, SyncRun
 from etl.testing.catalogue import public_catalogue
 
-from .dbstate import every_table
-from .helpers import empty_database, query, scalar
-
-WAIT_SECONDS = 60
-
-
-def sync(cli, database_url, api):
-    return cli("sync", "--database-url", database_url, "--api-url", api.url)
-
-
-def migrate_to(url: str, revision: str) -> None:
-    engine = open_engine(url)
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
-    engine.dispose()
-
+from .helpers import every_table, kill_upgrade_waiting_on_lock, migrate_to, query, scalar, sync
 
 # -- item 5: one package, one outcome --------------------------------------------------------------
 
@@ -184,15 +163,6 @@ def test_a_database_made_by_a_newer_release_is_refused_and_left_alone(cli, datab
     assert every_table(database_url) == before
 
 
-@pytest.fixture
-def mariadb_url():
-    url = os.environ.get("TEST_MYSQL_URL")
-    if not url:
-        pytest.skip("TEST_MYSQL_URL is not set: the killed-migration test needs MariaDB or MySQL")
-    empty_database(url)
-    return url
-
-
 # (revision the database is at, table another session reads, the statement the upgrade then waits on)
 KILL_POINTS = [
     ("0002", "package_snapshots", "ALTER TABLE package_snapshots DROP FOREIGN KEY"),  # inside 0003
@@ -205,30 +175,7 @@ def test_a_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(
     cli, api, mariadb_url, start, held, waiting
 ):
     migrate_to(mariadb_url, start)
-    engine = create_engine(mariadb_url)
-    holder = engine.connect()
-    # An open transaction that read `held`: the upgrade's first ALTER of it waits for this metadata lock,
-    # after the steps before it have been committed (MariaDB commits each DDL statement).
-    holder.execute(text(f"SELECT * FROM {held} LIMIT 1"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "etl", "db", "upgrade", "--database-url", mariadb_url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        thread = _wait_for_statement(holder, waiting)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=WAIT_SECONDS)
-        # The server would notice the dead client on its next read; end its session now, as it would.
-        holder.execute(text(f"KILL {thread}"))
-        _wait_until_gone(holder, thread)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=WAIT_SECONDS)
-        holder.rollback()
-        holder.close()
-        engine.dispose()
+    kill_upgrade_waiting_on_lock(mariadb_url, held, waiting)
     # Killed half-way: still at the revision it started from, with its first steps done.
     assert scalar(mariadb_url, "SELECT version_num FROM alembic_version") == start
     assert _foreign_keys(mariadb_url).isdisjoint(
@@ -247,37 +194,6 @@ def test_a_migration_killed_half_way_on_mariadb_finishes_on_the_next_upgrade(
         "fk_package_snapshots_package_id_packages",
     } <= _foreign_keys(mariadb_url)
     assert scalar(mariadb_url, "SELECT COUNT(*) FROM current_packages") == len(api.packages)
-
-
-def _wait_for_statement(holder, prefix: str) -> int:
-    """The server thread of the statement starting with `prefix` once it waits for a metadata lock."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        row = holder.execute(
-            text(
-                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
-                "AND state = 'Waiting for table metadata lock' AND info LIKE :prefix"
-            ),
-            {"prefix": prefix + "%"},
-        ).first()
-        if row is not None:
-            return row[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no {prefix!r} waited for the lock within {WAIT_SECONDS} s")
-
-
-def _wait_until_gone(holder, thread: int) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if (
-            holder.execute(
-                text("SELECT COUNT(*) FROM information_schema.processlist WHERE id = :id"), {"id": thread}
-            ).scalar()
-            == 0
-        ):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"server thread {thread} still there after {WAIT_SECONDS} s")
 
 
 def _foreign_keys(url: str) -> set[str]:

@@ -10,18 +10,7 @@ from sqlalchemy import Engine, event
 from etl.testing.catalogue import public_catalogue, synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
-from .helpers import query, scalar
-
-TABLES = ("package_groups", "packages", "package_listings", "package_snapshots")
-
-
-def sync(cli, database_url, api, *extra, env=None):
-    return cli("sync", "--database-url", database_url, "--api-url", api.url, *extra, env=env)
-
-
-def table_contents(url):
-    """Every row of every catalogue table, to prove a failed run changed none of them."""
-    return {table: sorted(query(url, f"SELECT * FROM {table}"), key=repr) for table in TABLES}
+from .helpers import catalogue_tables, query, scalar, sync
 
 
 def test_first_sync_of_the_public_catalogue(cli, database_url, api):
@@ -95,13 +84,13 @@ def test_large_set_with_a_full_last_page_ends_on_an_empty_page(cli, database_url
 def test_unchanged_resync_adds_no_version(cli, database_url, api):
     api.packages = synthetic_catalogue(450)
     assert sync(cli, database_url, api, "--per-page", "100").exit_code == 0
-    before = table_contents(database_url)
+    before = catalogue_tables(database_url)
 
     result = sync(cli, database_url, api, "--per-page", "100")
 
     assert result.exit_code == 0, result.err
     assert "created=0 updated=0 restored=0 removed=0 unchanged=450" in result.out
-    after = table_contents(database_url)
+    after = catalogue_tables(database_url)
     assert after["package_snapshots"] == before["package_snapshots"]
     assert scalar(database_url, "SELECT COUNT(*) FROM package_snapshots") == 450
 
@@ -172,7 +161,7 @@ def test_a_run_that_fails_on_page_3_changes_nothing_but_its_run_row(cli, databas
     assert sync(cli, database_url, api, "--per-page", "100").exit_code == 0
     for package in api.packages:
         package["cpu_cores"] += 1
-    before = table_contents(database_url)
+    before = catalogue_tables(database_url)
     api.add_fault(Fault(error_code="invalid_api_token", page=3))
 
     result = sync(cli, database_url, api, "--per-page", "100")
@@ -183,7 +172,7 @@ def test_a_run_that_fails_on_page_3_changes_nothing_but_its_run_row(cli, databas
         "katapult-etl: Katapult API refused the request: HTTP 403 invalid_api_token: "
         "The API token provided was not valid (it may not exist or have expired)\n"
     )
-    assert table_contents(database_url) == before
+    assert catalogue_tables(database_url) == before
     assert query(database_url, "SELECT status, error FROM sync_runs ORDER BY id") == [
         ("succeeded", None),
         ("failed", result.err.removeprefix("katapult-etl: ").strip()),

@@ -10,7 +10,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy.engine import make_url
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import READ_SCOPE, FakeKatapult, Fault
 
-from .dbstate import every_table
+from .helpers import every_table, recording_server
 
 TOKEN = "tok_CANARY_7fd2c1e9a04b4c55"
 REJECTED_TOKEN = "tok_CANARY_rejected_0b9e33d1"  # a token Katapult does not know: never shown either
@@ -222,30 +221,13 @@ def self_signed_https(tmp_path) -> Iterator[tuple[str, list[bytes]]]:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    received: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            connection.settimeout(5)
-            try:
-                with context.wrap_socket(connection, server_side=True) as tls:
-                    received.append(tls.recv(65536))
-            except OSError:  # the client refused the handshake
-                connection.close()
+    def read_over_tls(connection: socket.socket) -> bytes:
+        with context.wrap_socket(connection, server_side=True) as tls:  # OSError: the client refused the handshake
+            return tls.recv(65536)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{listener.getsockname()[1]}", received
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    with recording_server(read_over_tls) as (port, received):
+        yield f"https://127.0.0.1:{port}", received
 
 
 def test_tls_certificates_are_always_verified(cli, tmp_path, self_signed_https):

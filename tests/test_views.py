@@ -10,8 +10,8 @@ from etl.reports import PACKAGE_CHANGES
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
 
-from .helpers import query, scalar
-from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, run_times, sync, three_runs
+from .helpers import query, scalar, sync_ok
+from .scenario import ROCK_1, ROCK_3, ROCK_6, ROCK_12, run_times, three_runs
 
 VIEWS = {"current_packages", "latest_sync_runs", "package_changes"}
 EVENTS = (
@@ -71,11 +71,11 @@ def test_versions_name_what_changed_and_the_run_that_closed_them(cli, database_u
 
 
 def test_a_renamed_group_is_a_changed_field(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     for package in api.packages:
         if package["group"]:
             package["group"]["name"] = "Standard"
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     assert query(
         database_url, "SELECT DISTINCT change_type, changed_fields FROM package_changes WHERE sync_run_id = 2"
@@ -83,9 +83,9 @@ def test_a_renamed_group_is_a_changed_field(cli, database_url, api):
 
 
 def test_current_packages_lists_what_is_listed_with_its_groups_name(cli, database_url, api):
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
     api.packages = api.packages[1:]
-    sync(cli, database_url, api)
+    sync_ok(cli, database_url, api)
 
     assert scalar(database_url, "SELECT COUNT(*) FROM current_packages") == 19
     assert scalar(database_url, "SELECT COUNT(*) FROM current_packages WHERE id = :id", id=ROCK_1) == 0
@@ -99,8 +99,8 @@ def test_current_packages_lists_what_is_listed_with_its_groups_name(cli, databas
 def test_latest_sync_runs_has_the_last_run_of_each_scope(cli, database_url, api):
     private = synthetic_catalogue(2, seed=3, privacy="private")
     api.organizations = {"org_acme": {"sub_domain": "acme", "packages": private}}
-    sync(cli, database_url, api)
-    sync(cli, database_url, api, "--organization-sub-domain", "acme", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
+    sync_ok(cli, database_url, api)
+    sync_ok(cli, database_url, api, "--organization-sub-domain", "acme", env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
     api.add_fault(Fault(error_code="route_not_found"))
     failed = cli("sync", "--database-url", database_url, "--api-url", api.url)
     assert failed.exit_code == 1
