@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from etl.database import head_revision
@@ -128,11 +129,11 @@ def _spoil_the_newcomer(packages: list[dict[str, Any]]) -> None:
         pytest.param(_spoil_the_newcomer, id="package-not-stored"),
     ],
 )
-def test_a_dry_run_says_what_the_real_run_then_does(cli, database_url, api, changed, change):
+def test_a_dry_run_says_what_the_real_run_then_does(cli, database_url, api, seeded, change):
     change(api.packages)
 
-    dry = sync(cli, database_url, api, "--dry-run")
-    real = sync(cli, database_url, api)
+    dry = sync_in_fives(cli, database_url, api, "--dry-run")
+    real = sync_in_fives(cli, database_url, api)
 
     assert dry.out.startswith("dry run: ")
     assert (dry.exit_code, dry.err, _changes_said(dry.out)) == (real.exit_code, real.err, _changes_said(real.out))
