@@ -4,13 +4,15 @@ Runs `katapult-etl demo --database demo.db` in a new folder, then every `$ katap
 section with DATABASE_URL=sqlite:///demo.db, and every SQL block that has an output block after it
 (as `sqlite3 -header -column` prints it), and compares each with the README. Times and the seconds a
 run took differ from run to run and are masked on both sides; everything else must be the same.
-The sync command's summary line and the metrics file the README shows are held to a real run too.
+The sync command's summary line, its JSON log lines and the metrics file the README shows are held to
+real runs too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 import sqlite3
@@ -150,3 +152,25 @@ def test_the_metrics_file_is_what_the_readme_shows(cli, api, tmp_path):
 
     assert result.exit_code == 0
     assert METRIC_TIME.sub(r"\1 T", metrics.read_text()) == METRIC_TIME.sub(r"\1 T", shown)
+
+
+def _records(text: str) -> list[dict[str, object]]:
+    """JSON log lines without their time stamps."""
+    return [{k: v for k, v in json.loads(line).items() if k != "ts"} for line in text.splitlines() if line]
+
+
+def test_the_json_log_lines_are_what_the_readme_shows(cli, api, tmp_path):
+    from etl.testing.fakeapi import DEFAULT_TOKEN, Fault
+
+    logs = README.split("\n### Logs\n", 1)[1].split("\n### ", 1)[0]
+    (_, a_run), (_, refused) = blocks(logs)[:2]
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    api.packages = api.packages[:5]
+    arguments = ("sync", "--log-format", "json", "-v", "--per-page", "5", "--database-url", url, "--api-url", api.url)
+    assert cli(*arguments).exit_code == 0
+    second = cli(*arguments)
+    api.add_fault(Fault(error_code="invalid_api_token"))
+    failed = cli(*arguments, env={"KATAPULT_API_TOKEN": DEFAULT_TOKEN})
+
+    assert all(record in _records(second.err) for record in _records(a_run))
+    assert _records(refused) == _records(failed.err)[-1:]
