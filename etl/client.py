@@ -293,10 +293,10 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def _unverified_certificate(error: BaseException) -> str | None:
     """Why the server's certificate failed verification (the ssl module's words), or None if it did not."""
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
-        cause = cause.__cause__ or cause.__context__
-    return None if cause is None else cause.verify_message or "certificate verify failed"
+    for cause in _causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or "certificate verify failed"
+    return None
 
 
 def error_from_response(response: requests.Response, body: bytes) -> ApiResponseError:

@@ -203,14 +203,8 @@ def revision_of(url: str) -> str | None:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return None
-    engine = open_engine(url)
-    try:
-        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            return known_revision(connection)
-    except SQLAlchemyError as error:
-        raise DatabaseError(f"database error: {describe(error)}") from None
-    finally:
-        engine.dispose()
+    with _read_only(url) as connection:
+        return known_revision(connection)
 
 
 @contextlib.contextmanager
@@ -254,16 +248,23 @@ def reading(url: str) -> Iterator[Connection]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise DatabaseError(f"{path} does not exist: run `katapult-etl sync` first")
+    with _read_only(url) as connection:
+        revision = known_revision(connection)
+        if revision != head_revision():
+            raise DatabaseError(
+                f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
+                "run `katapult-etl db upgrade` (or a sync) first"
+            )
+        yield connection
+
+
+@contextlib.contextmanager
+def _read_only(url: str) -> Iterator[Connection]:
+    """A connection that only reads, its database errors as one line; the engine goes with it."""
     # DEFERRED: a reader must not take SQLite's write lock, and so never waits for a running sync.
     engine = open_engine(url)
     try:
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            revision = known_revision(connection)
-            if revision != head_revision():
-                raise DatabaseError(
-                    f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
-                    "run `katapult-etl db upgrade` (or a sync) first"
-                )
             yield connection
     except SQLAlchemyError as error:
         raise DatabaseError(f"database error: {describe(error)}") from None

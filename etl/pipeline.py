@@ -460,8 +460,7 @@ class _Walk:
     def until_shown_complete(self) -> WalkOutcome:
         """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
         self.connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
-        self.store.create_staging()
-        self.session.commit()
+        self._clear_staging()
         outcome = self._with_page_size_fallback()
         if not outcome.complete:
             log.warning("walk not shown complete (%s): walking once more", outcome.reason)

@@ -10,12 +10,14 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .records import MAX_KEY_LENGTH
+
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 # Keys (package and group ids, listing keys, every foreign key to them): MySQL and MariaDB index no
-# unbounded text, and 255 characters is the widest id a package may have (records.py refuses longer).
-KEY_LENGTH = 255
+# unbounded text, so they are as wide as the longest id records.py lets through, and no wider.
+KEY_LENGTH = MAX_KEY_LENGTH
 Key = String(KEY_LENGTH)
 
 # Text as long as the API sends it: MySQL's TEXT stops at 64 KB, LONGTEXT at 4 GB.
