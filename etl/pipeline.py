@@ -141,12 +141,12 @@ def _engine_for(settings: Settings) -> Engine:
 def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     started = hooks.clock()
     clock = RunClock(hooks.wall_clock)
-    run_id = _record_start(engine, settings, clock)
+    run_id = record_start(engine, settings.scope.key, settings.api, clock)
     counts = RunCounts()
     try:
         return _run(engine, settings, hooks, counts, _Merge(settings, run_id, clock), started)
     except BaseException as error:
-        _record_failure(engine, run_id, counts, error, clock)
+        record_failure(engine, run_id, counts, error, clock)
         raise
 
 
@@ -155,30 +155,32 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     return _run(engine, settings, hooks, RunCounts(), _Rehearsal(settings), hooks.clock())
 
 
-def _record_start(engine: Engine, settings: Settings, clock: RunClock) -> int:
+def record_start(engine: Engine, scope: str, api: str, clock: RunClock) -> int:
+    """Record a run of `scope` as running, committed at once; called under the scope's run lock (a sync's
+    or a retire's), so any other run of the scope still marked running is dead and marked failed."""
     with Session(bind=engine) as session:
         store = Store(session)
         # Under the scope's run lock: no run of this scope records anything until we have started.
         clock.not_before(store.newest_recorded_time())
         now = clock.now()
-        abandoned = store.abandon_running(settings.scope.key, now)
+        abandoned = store.abandon_running(scope, now)
         if abandoned:
-            log.warning("marked %d abandoned run(s) of %s as failed", abandoned, settings.scope.key)
+            log.warning("marked %d abandoned run(s) of %s as failed", abandoned, scope)
         run_id = store.start_run(
-            scope=settings.scope.key,
-            api=settings.api,
+            scope=scope,
+            api=api,
             started_at=now,
             host=socket.gethostname(),
             pid=os.getpid(),
             **vars(RunCounts()),
         )
         session.commit()
-        scope = settings.scope.key
         log.info("run %d of %s started", run_id, scope, extra={"run_id": run_id, "scope": scope})
         return run_id
 
 
-def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
+def record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
+    """Record a run as failed, with why, on a connection of its own (the run's may be gone)."""
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
@@ -276,7 +278,7 @@ def _walk_and_decide(
     on_page: Callable[[int, int | None], None],
     writes: _Writes,
 ) -> Verdict:
-    with Session(bind=connection) as session, _discarded_if_interrupted(connection):
+    with Session(bind=connection) as session, discarded_if_interrupted(connection):
         store = Store(session)
         proof = _Walk(connection, session, store, client, settings, counts, on_page).with_proof()
         _copy_request_stats(client, counts)  # before the writes: the run's record counts the walk's requests
@@ -289,7 +291,7 @@ def _walk_and_decide(
 
 
 @contextlib.contextmanager
-def _discarded_if_interrupted(connection: Connection) -> Iterator[None]:
+def discarded_if_interrupted(connection: Connection) -> Iterator[None]:
     """A signal (SIGTERM from cron or systemd, Ctrl-C) can land in the middle of a database call, a
     COPY half sent: the connection's state is then unknown, and rolling it back fails and hides the
     interruption. It is thrown away instead; the database drops its transaction and temporary tables
@@ -318,17 +320,8 @@ class _Merge:
         # ("database is locked") instead of waiting while another scope's merge holds the write lock.
         session.commit()
         connection.execution_options(sqlite_begin="IMMEDIATE")
-        try:
-            store.lock_for_merge()
-            # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
-            self.clock.not_before(store.newest_recorded_time())
+        with merging(session, store, self.clock):
             yield
-            session.commit()
-        except Exception:  # not an interruption: _discarded_if_interrupted throws that connection away
-            session.rollback()
-            _unlock_merge(store, session)
-            raise
-        _unlock_merge(store, session)
 
     def write(self, store: Store, verdict: Verdict, counts: RunCounts) -> None:
         now = self.clock.now()
@@ -343,6 +336,23 @@ class _Merge:
         store.finish_run(
             self.run_id, status=verdict.status, finished_at=self.clock.now(), error=verdict.reason, **vars(counts)
         )
+
+
+@contextlib.contextmanager
+def merging(session: Session, store: Store, clock: RunClock) -> Iterator[None]:
+    """The merge's transaction, under the merge lock that every writer of versions holds: committed when
+    the block ends, rolled back if it raises; the lock let go either way."""
+    try:
+        store.lock_for_merge()
+        # Under the merge lock: nothing newer can be recorded meanwhile.
+        clock.not_before(store.newest_recorded_time())
+        yield
+        session.commit()
+    except Exception:  # not an interruption: discarded_if_interrupted throws that connection away
+        session.rollback()
+        _unlock_merge(store, session)
+        raise
+    _unlock_merge(store, session)
 
 
 def _unlock_merge(store: Store, session: Session) -> None:
