@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .pipeline import Hooks
     from .reports import Change
     from .results import RunResult
+    from .retire import Retirement
 
     # What add_subparsers returns; argparse's class is generic only in its type stubs.
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_command(commands, common)
     add_db_command(commands, common)
     add_query_commands(commands, common)
+    add_scopes_command(commands, common)
     add_demo_command(commands, common)
     add_schema_command(commands, common)
     return parser
@@ -202,7 +204,8 @@ def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     current.set_defaults(command=cmd_db_current)
 
 
-def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def output_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--format and --json, which every command that reads the history takes."""
     # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
     formats = ("table", "json", "jsonl", "csv")
     output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
@@ -217,6 +220,11 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     shape.add_argument(
         "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
     )
+    return output
+
+
+def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+    output = output_options(common)
     packages = _command_parser(commands, "packages", parents=[output], help="the catalogue now, or as it was at a time")
     packages.set_defaults(command=cmd_packages)
     packages.add_argument(
@@ -262,6 +270,30 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
         metavar="TYPES",
         help="only these kinds, comma-separated: created,updated,removed,restored (default all)",
     )
+
+
+def add_scopes_command(commands: Commands, common: argparse.ArgumentParser) -> None:
+    scopes = _command_parser(
+        commands,
+        "scopes",
+        parents=[output_options(common)],
+        help="every scope the database knows: packages it lists, its last run and last success",
+    )
+    scopes.set_defaults(command=cmd_scopes)
+    actions = scopes.add_subparsers(title="actions", metavar="ACTION")  # none: list the scopes
+    retire = _command_parser(
+        actions, "retire", parents=[common], help="unlist every package of a scope that is gone, in a run of its own"
+    )
+    retire.set_defaults(command=cmd_scopes_retire)
+    retire.add_argument(
+        "scope",
+        metavar="SCOPE",
+        help="the scope as `scopes` lists it: public, organization[id]=ID or organization[sub_domain]=SUB",
+    )
+    retire.add_argument(
+        "--allow-mass-removal", action="store_true", help="let it remove more than half of the scope's packages"
+    )
+    retire.add_argument("--dry-run", action="store_true", help="say what it would unlist and remove; write nothing")
 
 
 def add_demo_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -487,6 +519,44 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
         changes = reports.find_changes(connection, wanted)
     sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
     return 0
+
+
+def cmd_scopes(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import reports, tables
+    from .database import reading
+
+    with reading(args.database_url) as connection:
+        states = reports.scope_states(connection)
+    sys.stdout.write(tables.scopes_output(states, args.output))
+    return 0
+
+
+def cmd_scopes_retire(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from .retire import retire_scope
+
+    retired = retire_scope(
+        args.database_url,
+        args.scope,
+        allow_mass_removal=args.allow_mass_removal,
+        dry_run=args.dry_run,
+        hooks=_hooks(hooks),
+    )
+    if not args.quiet:
+        print(retirement_line(retired))
+    if retired.reason:
+        complain(args, retired.reason, retired.exit_code)
+    return retired.exit_code
+
+
+def retirement_line(retired: Retirement) -> str:
+    if retired.nothing_to_do:
+        return f"nothing to retire: {retired.scope} lists no packages"
+    verb = "dry run" if retired.dry_run else f"retire {retired.status}"
+    return (
+        f"{verb}: scope={retired.scope} unlisted={retired.unlisted} removed={retired.removed} "
+        f"unchanged={retired.still_listed} seconds={retired.seconds:.2f}"
+        + (f" run={retired.run_id}" if retired.run_id else "")
+    )
 
 
 def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:
