@@ -40,7 +40,7 @@ from .errors import (
     describe,
 )
 from .fetching import OrderedFetcher
-from .pacing import Pacer
+from .pacing import Allowance, Pacer
 from .paginator import PageWalk
 from .records import package_id_of, storable_values
 from .results import ChangeType, RunCounts, RunResult, RunStatus
@@ -105,13 +105,16 @@ class Proof:
 class Hooks:
     """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the
     monotonic clock that times the run, the wall clock whose times the run records, and
-    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
+    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored; and the
+    rate-limit `allowance` of the run's token, which `sync --all` shares between the scopes of one token
+    (None: the run's own)."""
 
     http: requests.Session | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], datetime] = utc_now
     on_page: Callable[[int, int | None], None] = lambda done, total: None
+    allowance: Allowance | None = None
 
 
 def run_sync(settings: Settings, hooks: Hooks | None = None) -> RunResult:
@@ -248,7 +251,9 @@ def _run(
     """Every run, real or dry: walk, confirm, classify, decide; only `writes` differ."""
     with (
         engine.connect() as connection,
-        KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
+        KatapultClient(
+            settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock, allowance=hooks.allowance
+        ) as client,
     ):
         try:
             writes.open(connection)
@@ -554,8 +559,12 @@ def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concu
     """Pages in order, each checked by the walk; known pages are fetched up to `concurrency` at a time,
     fewer as Katapult's rate limit runs low."""
     pacer = Pacer(concurrency)
+    # Start at the pace the token's allowance was last seen at: by an earlier walk of this run, or by
+    # the run of another scope of the same token (`sync --all`).
+    pacer.observe(client.allowance.remaining, client.allowance.permitted)
     window = concurrency * READ_AHEAD_PER_FETCHER
     with OrderedFetcher(lambda number: client.fetch_page(number, per_page), concurrency, window) as fetcher:
+        fetcher.allow(pacer.allowed)
         fetcher.want(walk.start())
         while fetcher.pending:
             number, page = fetcher.next()

@@ -382,3 +382,13 @@ def _wait_until_gone(holder, thread: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"server thread {thread} still there after {WAIT_SECONDS} s")
+
+
+# -- the configuration file ----------------------------------------------------------------------------
+
+
+def write_config(folder: Path, text: str, name: str = "katapult-etl.toml") -> Path:
+    """A configuration file in `folder`, its TOML written as the test gives it."""
+    path = folder / name
+    path.write_text(text)
+    return path
