@@ -28,6 +28,7 @@ from .config import (
     DEFAULT_DATABASE_URL,
     MAX_CONCURRENCY,
     MAX_PER_PAGE,
+    NotifyTarget,
     RetryPolicy,
     Scope,
     Settings,
@@ -189,6 +190,33 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
     sync.add_argument(
         "--json", action="store_true", help="print the run's summary as one JSON object, the only line on stdout"
     )
+    add_notify_url(sync)
+
+
+def add_notify_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a webhook to POST each run's changes to (repeatable); pending ones go out with the next run",
+    )
+
+
+def notify_targets(args: argparse.Namespace) -> tuple[NotifyTarget, ...]:
+    """The webhooks given with --notify-url, each once (a secret comes only from the configuration)."""
+    return tuple(NotifyTarget(url) for url in dict.fromkeys(args.notify_url))
+
+
+def add_notify_commands(commands: Commands, common: argparse.ArgumentParser, output: argparse.ArgumentParser) -> None:
+    notify = _command_parser(commands, "notify", parents=[common], help="deliver the pending webhook notifications now")
+    notify.set_defaults(command=cmd_notify)
+    add_notify_url(notify)
+    listing = _command_parser(
+        commands, "notifications", parents=[output], help="the webhook notifications, oldest first"
+    )
+    listing.set_defaults(command=cmd_notifications)
+    listing.add_argument("--pending", action="store_true", help="only those not yet delivered")
 
 
 def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -229,6 +257,7 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     how_many = runs.add_mutually_exclusive_group()
     how_many.add_argument("--limit", type=positive, default=20, metavar="N", help="show N runs (default %(default)s)")
     how_many.add_argument("--all", action="store_true", help="show every run")
+    add_notify_commands(commands, common, output)
     history = _command_parser(commands, "history", parents=[output], help="one package's changes, old → new")
     history.set_defaults(command=cmd_history)
     history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
@@ -307,6 +336,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         retry=RetryPolicy(max_attempts=args.max_attempts, run_budget_seconds=args.retry_budget),
         allow_mass_removal=args.allow_mass_removal,
         dry_run=args.dry_run,
+        notify=notify_targets(args),
     )
 
 
@@ -486,6 +516,35 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
         wanted = reports.ChangeFilter(since=since, run_ids=run_ids, scope=args.scope, types=args.type)
         changes = reports.find_changes(connection, wanted)
     sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    targets = notify_targets(args)  # first: a bad URL is a usage error before anything is imported
+    if not targets:
+        raise ConfigError("notify needs the targets to deliver to: give --notify-url URL (repeatable)")
+    from .delivery import notify
+    from .errors import NotificationError
+    from .webhooks import WebhookSender
+
+    hooks = _hooks(hooks)
+    with WebhookSender(sleep=hooks.sleep) as sender:
+        report = notify(args.database_url, targets, sender, hooks.wall_clock)
+    if not args.quiet:
+        print(f"notify: delivered={report.delivered} failed={report.failed} pending={report.backlog.pending}")
+    if report.failed:
+        noun = "notification" if report.failed == 1 else "notifications"
+        raise NotificationError(f"{report.failed} {noun} not delivered: pending until a run or `notify` delivers them")
+    return 0
+
+
+def cmd_notifications(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import outbox, tables
+    from .database import reading
+
+    with reading(args.database_url) as connection:
+        rows = outbox.notifications(connection, args.pending)
+    sys.stdout.write(tables.notifications_output(rows, args.output, args.pending))
     return 0
 
 

@@ -245,17 +245,41 @@ def reading(url: str) -> Iterator[Connection]:
 
     Creates nothing and migrates nothing: a missing SQLite file or an old schema is a DatabaseError.
     """
+    _require_file(url)
+    with _read_only(url) as connection:
+        _require_head(connection)
+        yield connection
+
+
+@contextlib.contextmanager
+def existing(url: str) -> Iterator[Engine]:
+    """An engine on an existing database at the newest schema, for a command that writes to it but
+    neither creates nor migrates one (`notify`); its database errors as one line."""
+    _require_file(url)
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            _require_head(connection)
+        yield engine
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from None
+    finally:
+        engine.dispose()
+
+
+def _require_file(url: str) -> None:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise DatabaseError(f"{path} does not exist: run `katapult-etl sync` first")
-    with _read_only(url) as connection:
-        revision = known_revision(connection)
-        if revision != head_revision():
-            raise DatabaseError(
-                f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
-                "run `katapult-etl db upgrade` (or a sync) first"
-            )
-        yield connection
+
+
+def _require_head(connection: Connection) -> None:
+    revision = known_revision(connection)
+    if revision != head_revision():
+        raise DatabaseError(
+            f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
+            "run `katapult-etl db upgrade` (or a sync) first"
+        )
 
 
 @contextlib.contextmanager

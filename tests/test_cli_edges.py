@@ -195,7 +195,11 @@ def test_sync_json_prints_one_object_the_only_line_on_stdout(run, api, tmp_path)
 def test_global_options_work_before_the_command_too(run, api, tmp_path, command):
     database_url = f"sqlite:///{tmp_path / 'k.db'}"
     assert run("sync", "-q", "--database-url", database_url, "--api-url", api.url).exit_code == 0
-    extra = {"sync": ["--api-url", api.url], "demo": ["--database", str(tmp_path / "demo.db")]}.get(command, [])
+    extra = {
+        "sync": ["--api-url", api.url],
+        "demo": ["--database", str(tmp_path / "demo.db")],
+        "notify": ["--notify-url", "http://127.0.0.1:9/hook"],
+    }.get(command, [])
 
     result = run("-q", "--log-format", "json", "--database-url", database_url, *words(command), *extra)
 
