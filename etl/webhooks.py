@@ -118,7 +118,7 @@ class WebhookSender:
                 stream=True,  # the answer's body is not wanted: closed unread
             )
         except requests.RequestException as error:
-            raise _transport_error(error) from None  # from None: the library's words name the URL
+            raise _transport_error(error, self._timeouts) from None  # from None: the library's words name the URL
         with response:
             status = response.status_code
             if 200 <= status < 300:
@@ -148,20 +148,23 @@ class WebhookSender:
         )
 
 
-def _transport_error(error: requests.RequestException) -> NotificationError:
+def _transport_error(error: requests.RequestException, timeouts: tuple[float, float]) -> NotificationError:
     """Why no answer came, in our own words (the library's name the URL, and so its credentials)."""
     if isinstance(error, requests.ConnectTimeout):
-        return RetriableNotificationError(f"timed out connecting after {CONNECT_TIMEOUT:g} s")
+        return RetriableNotificationError(f"timed out connecting after {timeouts[0]:g} s")
     if isinstance(error, requests.ReadTimeout):
-        return RetriableNotificationError("timed out waiting for the answer")
+        return RetriableNotificationError(f"no answer within {timeouts[1]:g} s")
     if isinstance(error, requests.ConnectionError):
         return RetriableNotificationError(_connection_words(error))
     return NotificationError(f"could not send: {type(error).__name__}")
 
 
 def _connection_words(error: BaseException) -> str:
+    """Refused, unresolvable, or dropped: read from the chain of errors under requests' own."""
     cause: BaseException | None = error
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, socket.gaierror):

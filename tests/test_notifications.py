@@ -21,12 +21,14 @@ from sqlalchemy.engine import make_url
 
 from etl.config import NotifyTarget, Settings
 from etl.demo import change_a_few
+from etl.errors import RetriableNotificationError
 from etl.models import Notification, SyncRun
 from etl.payload import MAX_CHANGES, PackageChange, RunSummary, body_of, build_payload
 from etl.pipeline import Hooks, run_sync
 from etl.results import FieldChange, RunCounts
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, FakeKatapult
+from etl.webhooks import WebhookSender
 
 from .helpers import (
     CONFIRMING,
@@ -35,6 +37,7 @@ from .helpers import (
     every_table,
     iso,
     query,
+    recording_server,
     runs,
     scalar,
     sync,
@@ -259,6 +262,23 @@ def test_429_and_5xx_are_retried_honouring_retry_after(cli, database_url, api, r
         f"katapult-etl: WARNING notification 1 to {receiver.url()}: retrying in 2.0 s "
         "(attempt 2 failed: HTTP 502 Bad Gateway)",
     ]
+
+
+def test_a_receiver_that_never_answers_is_cut_off_retried_and_given_up():
+    def hold(connection) -> bytes:  # reads the request, never answers, until the sender hangs up
+        request = b""
+        while chunk := connection.recv(65536):
+            request += chunk
+        return request
+
+    sleeps: list[float] = []
+    with recording_server(hold) as (port, received), WebhookSender(sleep=sleeps.append, read_timeout=0.2) as sender:
+        with pytest.raises(RetriableNotificationError) as caught:
+            sender.send(NotifyTarget(f"http://127.0.0.1:{port}/hook"), 5, b"{}")
+        wait_until(lambda: len(received) == 3, "the receiver saw each attempt end")
+
+    assert (str(caught.value), caught.value.attempts, sleeps) == ("no answer within 0.2 s", 3, [1.0, 2.0])
+    assert all(b"\r\nIdempotency-Key: katapult-etl-5\r\n" in request for request in received)
 
 
 def test_a_refusal_other_than_429_is_not_retried_and_stays_pending(cli, database_url, api, receiver):
