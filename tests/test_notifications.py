@@ -140,6 +140,28 @@ def test_a_changed_run_posts_one_notification_per_target_with_the_exact_payload_
     assert [json.loads(p) if isinstance(p, str) else p for (p,) in stored] == [expected, expected]
 
 
+def test_a_restored_package_is_told_with_what_changed_since_its_removal(cli, database_url, api, receiver):
+    api.packages = synthetic_catalogue(3)
+    sync_ok(cli, database_url, api)
+    gone = api.packages.pop()
+    sync_ok(cli, database_url, api)
+    api.packages.append({**gone, "memory_in_gb": gone["memory_in_gb"] * 2})
+
+    sync_ok(cli, database_url, api, "--notify-url", receiver.url())
+
+    [delivery] = receiver.received
+    assert delivery.payload["changes"] == [
+        {
+            "package_id": gone["id"],
+            "name": gone["name"],
+            "permalink": gone["permalink"],
+            "change_type": "restored",
+            "fields": [{"field": "memory_in_gb", "old": gone["memory_in_gb"], "new": gone["memory_in_gb"] * 2}],
+        }
+    ]
+    assert delivery.payload["counts"]["restored"] == 1
+
+
 def test_an_unchanged_run_writes_and_posts_nothing(cli, database_url, api, receiver):
     api.packages = synthetic_catalogue(3)
     sync_ok(cli, database_url, api, "--notify-url", receiver.url())
