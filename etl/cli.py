@@ -26,7 +26,7 @@ from . import __version__
 from .config import DEFAULT_API_URL, DEFAULT_DATABASE_URL, MAX_CONCURRENCY, MAX_PER_PAGE, database_url
 from .configfile import CONFIG_ENV, IF_LOCKED, ConfigFile, config_path
 from .configfile import load as load_config
-from .errors import EXIT_LOCKED, EXIT_OK, EtlError
+from .errors import EXIT_LOCKED, EXIT_OK, ConfigError, EtlError
 from .logs import FORMATS, configure_logging, is_terminal
 from .results import CHANGE_TYPES, RunStatus
 
@@ -217,6 +217,28 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
         choices=IF_LOCKED,
         help="when another run holds the scope: fail with exit 75 (default), or skip it with a warning, exit 0",
     )
+    add_notify_url(sync)
+
+
+def add_notify_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a webhook to POST each run's changes to (repeatable); pending ones go out with the next run",
+    )
+
+
+def add_notify_commands(commands: Commands, common: argparse.ArgumentParser, output: argparse.ArgumentParser) -> None:
+    notify = _command_parser(commands, "notify", parents=[common], help="deliver the pending webhook notifications now")
+    notify.set_defaults(command=cmd_notify)
+    add_notify_url(notify)
+    listing = _command_parser(
+        commands, "notifications", parents=[output], help="the webhook notifications, oldest first"
+    )
+    listing.set_defaults(command=cmd_notifications)
+    listing.add_argument("--pending", action="store_true", help="only those not yet delivered")
 
 
 def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -263,6 +285,7 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     how_many = runs.add_mutually_exclusive_group()
     how_many.add_argument("--limit", type=positive, default=20, metavar="N", help="show N runs (default %(default)s)")
     how_many.add_argument("--all", action="store_true", help="show every run")
+    add_notify_commands(commands, common, output)
     history = _command_parser(commands, "history", parents=[output], help="one package's changes, old → new")
     history.set_defaults(command=cmd_history)
     history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
@@ -610,6 +633,37 @@ def retirement_line(retired: Retirement) -> str:
         f"unchanged={retired.still_listed} seconds={retired.seconds:.2f}"
         + (f" run={retired.run_id}" if retired.run_id else "")
     )
+
+
+def cmd_notify(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from .runplan import notify_targets
+
+    targets = notify_targets(args.notify_url)  # first: a bad URL is a usage error before anything is imported
+    if not targets:
+        raise ConfigError("notify needs the targets to deliver to: give --notify-url URL (repeatable)")
+    from .delivery import notify
+    from .errors import NotificationError
+    from .webhooks import WebhookSender
+
+    hooks = _hooks(hooks)
+    with WebhookSender(sleep=hooks.sleep) as sender:
+        report = notify(args.database_url, targets, sender, hooks.wall_clock)
+    if not args.quiet:
+        print(f"notify: delivered={report.delivered} failed={report.failed} pending={report.backlog.pending}")
+    if report.failed:
+        noun = "notification" if report.failed == 1 else "notifications"
+        raise NotificationError(f"{report.failed} {noun} not delivered: pending until a run or `notify` delivers them")
+    return 0
+
+
+def cmd_notifications(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import outbox, tables
+    from .database import reading
+
+    with reading(args.database_url) as connection:
+        rows = outbox.notifications(connection, args.pending)
+    sys.stdout.write(tables.notifications_output(rows, args.output, args.pending))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:

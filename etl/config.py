@@ -39,6 +39,8 @@ SUPPORTED_DATABASES = "sqlite:///PATH, postgresql://…, mysql://… or mariadb:
 _URL = re.compile(r"(?P<scheme>[A-Za-z0-9+_.-]+)://(?P<rest>.*)", re.DOTALL)
 _PASSWORD = re.compile(r"(?P<user>//[^/:@]*):[^/@]*@")
 SQLITE_HEADER = b"SQLite format 3\x00"
+# A URL's `user:password@`: everything before the last @ of its authority (passwords may hold an @).
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,56 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class NotifyTarget:
+    """Where a run's notifications go: a webhook URL, and the secret that signs them (None: unsigned).
+
+    The URL may carry credentials (`https://user:password@host/hook`, sent as HTTP basic auth); they
+    and the secret never reach a log, an output or the table: everything shown or stored uses
+    `stored_url`, the URL without them. Neither is in the repr.
+    """
+
+    url: str = field(repr=False)
+    secret: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url) if _is_web_url(self.url) else None
+        if parts is None:
+            raise ConfigError(f"--notify-url {self.stored_url!r}: give an http:// or https:// URL with a host")
+        if self.has_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            raise ConfigError(
+                f"refusing to send the credentials of --notify-url {self.stored_url} over plain http: use https"
+            )
+        if self.secret is not None and not self.secret:
+            raise ConfigError(f"the secret of --notify-url {self.stored_url} is empty")
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.stored_url != self.url
+
+    @property
+    def stored_url(self) -> str:
+        """The URL as logs, outputs and notifications.target_url show it: without user or password."""
+        return without_credentials(self.url)
+
+    def __repr__(self) -> str:
+        return f"NotifyTarget({self.stored_url!r}, signed={self.secret is not None})"
+
+
+def _is_web_url(url: str) -> bool:
+    """http or https, with a host, and a port that is a number (urlsplit checks it only when asked)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
+
+
+def without_credentials(url: str) -> str:
+    """The URL with any `user:password@` left out of its authority (a URL too broken to parse too)."""
+    return _CREDENTIALS.sub(lambda match: match["scheme"] or "", url, count=1)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     api_url: str = DEFAULT_API_URL
@@ -105,6 +157,8 @@ class Settings:
     max_page_bytes: int = MAX_PAGE_BYTES
     allow_mass_removal: bool = False
     dry_run: bool = False
+    # Webhooks each run with changes notifies (--notify-url), and that `katapult-etl notify` delivers to.
+    notify: tuple[NotifyTarget, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.per_page <= MAX_PER_PAGE:

@@ -251,6 +251,22 @@ def reading(url: str) -> Iterator[Connection]:
         yield connection
 
 
+@contextlib.contextmanager
+def existing(url: str) -> Iterator[Engine]:
+    """An engine on an existing database at the newest schema, for a command that writes to it but
+    neither creates nor migrates one (`notify`); its database errors as one line."""
+    require_existing(url)
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            require_head(connection)
+        yield engine
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"database error: {describe(error)}") from None
+    finally:
+        engine.dispose()
+
+
 def require_existing(url: str) -> None:
     """A command that works on a database it does not create: a missing SQLite file is a DatabaseError."""
     path = sqlite_path(url)

@@ -129,6 +129,23 @@ class MetricsError(EtlError):
     """The metrics file (--metrics-file) could not be written."""
 
 
+class NotificationError(EtlError):
+    """A notification could not be delivered to its webhook; `attempts` is how many POSTs were sent."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class RetriableNotificationError(NotificationError):
+    """A delivery that may pass if sent again: 429, 5xx, a timeout, a refused or dropped connection;
+    `retry_after` is the receiver's Retry-After, in seconds, when it sent one."""
+
+    def __init__(self, message: str, attempts: int = 1, retry_after: float | None = None) -> None:
+        super().__init__(message, attempts)
+        self.retry_after = retry_after
+
+
 def describe(error: BaseException) -> str:
     """A database error in one line, without the SQL statement and parameters SQLAlchemy appends."""
     original = getattr(error, "orig", None) or error

@@ -43,10 +43,24 @@ class RunReport:
     finished_at: float  # Unix time
     seconds: float
     counts: RunCounts | None = None
+    notifications: PendingNotifications | None = None
+
+
+@dataclass(frozen=True)
+class PendingNotifications:
+    """The notifications still pending after the run (of every run and target), and the oldest one's age."""
+
+    count: int
+    oldest_age_seconds: float
 
 
 def report_of(result: RunResult, seconds: float, finished_at: float) -> RunReport:
-    return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts)
+    pending = None
+    if result.notifications is not None:
+        oldest = result.notifications.oldest_created_at
+        age = 0.0 if oldest is None else max(0.0, finished_at - oldest.timestamp())
+        pending = PendingNotifications(result.notifications.pending, age)
+    return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts, pending)
 
 
 def check_metrics_path(path: Path, dry_run: bool) -> None:
@@ -137,6 +151,8 @@ def render(report: RunReport, last_success: float | None) -> str:
     ]
     if report.counts is not None:
         blocks += _count_gauges(scope, report.counts)
+    if report.notifications is not None:
+        blocks += _notification_gauges(scope, report.notifications)
     return "".join(blocks)
 
 
@@ -154,6 +170,21 @@ def _count_gauges(scope: str, counts: RunCounts) -> list[str]:
             "packages",
             "Packages the last run created, updated, restored, removed or left unchanged.",
             [(f'{scope},change="{change}"', getattr(counts, change)) for change in CHANGES],
+        ),
+    ]
+
+
+def _notification_gauges(scope: str, pending: PendingNotifications) -> list[str]:
+    return [
+        _gauge(
+            "notifications_pending",
+            "Webhook notifications not yet delivered, of every run and target in the database.",
+            [(scope, pending.count)],
+        ),
+        _gauge(
+            "notifications_oldest_pending_age_seconds",
+            "How long the oldest pending notification has waited; 0 when none waits.",
+            [(scope, pending.oldest_age_seconds)],
         ),
     ]
 

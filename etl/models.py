@@ -158,6 +158,50 @@ class SyncRun(Base):
     )
 
 
+class Notification(Base):
+    """A run's news for one webhook, written in the run's merge transaction, POSTed after it commits."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(
+        BigId,
+        primary_key=True,
+        autoincrement=True,
+        comment="the notification's number; it is sent as `Idempotency-Key: katapult-etl-<id>`",
+    )
+    sync_run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sync_runs.id"), index=True, comment="the run whose changes it tells of"
+    )
+    target_url: Mapped[str] = mapped_column(
+        LongText,
+        comment="the webhook it is for, without credentials (a user and password in the URL are never stored)",
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        comment="the JSON it POSTs (sent as canonical JSON: sorted keys, no spaces)"
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        comment="when the run's merge wrote it, in the same transaction as the changes"
+    )
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0, comment="POSTs sent so far, retries included")
+    last_attempt_at: Mapped[datetime | None] = mapped_column(
+        comment="when the last POST was sent; NULL before the first"
+    )
+    last_error: Mapped[str | None] = mapped_column(
+        LongText,
+        comment=(
+            "why the last failed POST failed (`HTTP 503 Service Unavailable`, `connection refused`); "
+            "NULL if none failed"
+        ),
+    )
+    delivered_at: Mapped[datetime | None] = mapped_column(
+        index=True, comment="when the target took it (a 2xx answer); NULL while it is pending"
+    )
+
+    __table_args__ = (
+        {"comment": "the webhook notifications of the runs that changed something: one per run and target"},
+    )
+
+
 class PackageSnapshot(PackageAttributes, Base):
     """One version of a package (type-2 history): valid from valid_from until valid_to (NULL: current)."""
 

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -28,13 +28,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from . import outbox
 from .client import KatapultClient, Page
 from .clock import RunClock, utc_now
 from .config import Settings
 from .database import head_revision, known_revision, open_engine, upgrade
+from .delivery import deliver_pending
 from .dialects import run_lock
 from .errors import (
     DatabaseError,
+    EtlError,
     InvalidArgumentError,
     RecordError,
     describe,
@@ -42,10 +45,12 @@ from .errors import (
 from .fetching import OrderedFetcher
 from .pacing import Allowance, Pacer
 from .paginator import PageWalk
+from .payload import MAX_CHANGES, RunSummary, build_payload, changed_anything
 from .records import package_id_of, storable_values
-from .results import ChangeType, RunCounts, RunResult, RunStatus
+from .results import ChangeType, NotificationBacklog, RunCounts, RunResult, RunStatus
 from .store import Store
 from .urls import sqlite_path
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +132,25 @@ def run_sync(settings: Settings, hooks: Hooks | None = None) -> RunResult:
         # Lock first: a second run of the scope exits at once, without waiting on a migration or a merge.
         with run_lock(engine, settings.database_url, settings.scope.key):
             upgrade(engine)
-            return _locked_run(engine, settings, hooks)
+            result = _locked_run(engine, settings, hooks)
+            # After the commit, and outside the run's record: a delivery that fails is a warning, never the run's.
+            return replace(result, notifications=_deliver_notifications(engine, settings, hooks))
     except SQLAlchemyError as error:
         raise DatabaseError(f"database error: {describe(error)}") from error
     finally:
         engine.dispose()
+
+
+def _deliver_notifications(engine: Engine, settings: Settings, hooks: Hooks) -> NotificationBacklog | None:
+    """Deliver what is pending (this run's notifications and any older ones, of every scope); the
+    backlog left, for the metrics. Nothing here changes the run's status or exit code."""
+    try:
+        with WebhookSender(sleep=hooks.sleep) as sender:
+            return deliver_pending(engine, settings.notify, sender, hooks.wall_clock).backlog
+    except (SQLAlchemyError, EtlError) as error:
+        words = describe(error) if isinstance(error, SQLAlchemyError) else str(error)
+        log.warning("could not deliver the pending notifications: %s", words)
+        return None
 
 
 def _engine_for(settings: Settings) -> Engine:
@@ -338,9 +357,18 @@ class _Merge:
         store.upsert_listings(scope, now)
         if verdict.removes:
             counts.removed = store.remove_missing(scope, self.run_id, now)
+        finished_at = self.clock.now()
         store.finish_run(
-            self.run_id, status=verdict.status, finished_at=self.clock.now(), error=verdict.reason, **vars(counts)
+            self.run_id, status=verdict.status, finished_at=finished_at, error=verdict.reason, **vars(counts)
         )
+        if self.settings.notify and changed_anything(counts):
+            # In the merge's transaction: no change lands without its notification, none tells of a rollback.
+            summary = RunSummary(
+                self.run_id, scope, self.settings.api, verdict.status, finished_at, counts, verdict.reason
+            )
+            payload = build_payload(summary, outbox.run_changes(store.session, self.run_id, MAX_CHANGES))
+            urls = [target.stored_url for target in self.settings.notify]
+            outbox.add_notifications(store.session, self.run_id, urls, payload, finished_at)
 
 
 @contextlib.contextmanager

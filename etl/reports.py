@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from .errors import ConfigError, UnknownPackageError
 from .models import Package, PackageListing, PackageSnapshot, SyncRun
 from .records import ATTRIBUTE_COLUMNS
-from .results import CHANGE_TYPES, ChangeType, RunStatus
+from .results import CHANGE_TYPES, ChangeType, FieldChange, RunStatus
 from .sqltypes import UtcDateTime
 
 # The views are made by migration 0002 and are not part of the models, which migrations are compared with.
@@ -84,13 +84,6 @@ _AGE_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 class RecentRuns:
     runs: list[dict[str, Any]]  # newest first, every column of sync_runs
     more: int  # older runs not in `runs`
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    field: str  # a column, or raw.KEY when only keys without a column changed
-    old: Any
-    new: Any
 
 
 @dataclass(frozen=True)
@@ -313,7 +306,7 @@ def package_history(connection: Connection, package: str) -> PackageHistory:
             changes.append(_change(row))
             continue
         version = {name: row[name] for name in (*VERSION_COLUMNS, "raw")}
-        changes.append(_change(row, _field_changes(previous, version), _without_raw(version)))
+        changes.append(_change(row, field_changes(previous, version), _without_raw(version)))
         previous = version
     packages = Package.__table__
     current = connection.execute(select(packages).where(packages.c.id == package_id)).mappings().one()
@@ -410,8 +403,9 @@ def _change(row: Any, field_changes: Sequence[FieldChange] = (), version: dict[s
     )
 
 
-def _field_changes(previous: dict[str, Any] | None, version: dict[str, Any]) -> list[FieldChange]:
-    """What differs from the previous version: its columns, or else the keys of `raw` that have none."""
+def field_changes(previous: dict[str, Any] | None, version: dict[str, Any]) -> list[FieldChange]:
+    """What differs from the previous version (each a dict of VERSION_COLUMNS and raw): its columns, or
+    else the keys of `raw` that have none. Used by `history` and by the notifications' payload."""
     if previous is None:
         return []
     changed = [

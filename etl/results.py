@@ -6,7 +6,9 @@ Its own module so that reporting a run does not import the machinery that makes 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from .errors import EXIT_INCOMPLETE, EXIT_MASS_REMOVAL, EXIT_OK
 
@@ -37,6 +39,15 @@ class ChangeType(StrEnum):
 CHANGE_TYPES = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.REMOVED, ChangeType.RESTORED)
 
 
+@dataclass(frozen=True)
+class FieldChange:
+    """One field a change changed: a column, or raw.KEY when only keys without a column changed."""
+
+    field: str
+    old: Any
+    new: Any
+
+
 @dataclass
 class RunCounts:
     pages_fetched: int = 0
@@ -48,6 +59,18 @@ class RunCounts:
     restored: int = 0
     removed: int = 0
     unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class NotificationBacklog:
+    """The notifications still pending after a run's deliveries, and when the oldest was written."""
+
+    pending: int
+    oldest_created_at: datetime | None
+
+    def oldest_age(self, now: datetime) -> float:
+        """Seconds the oldest pending notification has waited; 0 when none waits."""
+        return 0.0 if self.oldest_created_at is None else max(0.0, (now - self.oldest_created_at).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class RunResult:
     dry_run: bool = False
     reason: str | None = None
     mass_removal_refused: bool = False
+    notifications: NotificationBacklog | None = None  # None: a dry run, or the backlog could not be read
 
     @property
     def exit_code(self) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_API_URL, MAX_PER_PAGE, RetryPolicy, Scope, Settings
+from .config import DEFAULT_API_URL, MAX_PER_PAGE, NotifyTarget, RetryPolicy, Scope, Settings
 from .configfile import CONFIG_ENV, ConfigFile, ScopeEntry
 from .errors import (
     EXIT_FAILED,
@@ -91,6 +91,7 @@ def plan_sync(flags: Mapping[str, Any], environ: Mapping[str, str], config: Conf
         retry=RetryPolicy(max_attempts=options["max_attempts"], run_budget_seconds=options["retry_budget"]),
         allow_mass_removal=options["allow_mass_removal"],
         dry_run=options["dry_run"],
+        notify=notify_targets(flags.get("notify_url") or ()),
     )
     Settings(**settings)  # the values every scope shares, checked once and named without a scope
     if flags.get("all") or flags.get("scope"):
@@ -105,6 +106,11 @@ def plan_sync(flags: Mapping[str, Any], environ: Mapping[str, str], config: Conf
         options,
         every_scope=bool(flags.get("all")),
     )
+
+
+def notify_targets(urls: Sequence[str]) -> tuple[NotifyTarget, ...]:
+    """The webhooks given with --notify-url, each once (a secret comes only from the configuration)."""
+    return tuple(NotifyTarget(url) for url in dict.fromkeys(urls))
 
 
 def most_serious(exit_codes: Sequence[int]) -> int:

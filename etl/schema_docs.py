@@ -19,8 +19,8 @@ from .sqltypes import Key, UtcDateTime
 
 FORMATS = ("markdown", "dbt", "json")
 SOURCE = "katapult_etl"
-# In the README's order: the package tables, then the runs.
-TABLE_ORDER = ("package_groups", "packages", "package_snapshots", "package_listings", "sync_runs")
+# In the README's order: the package tables, then the runs, then their notifications.
+TABLE_ORDER = ("package_groups", "packages", "package_snapshots", "package_listings", "sync_runs", "notifications")
 # Runs are hourly (see the README's schedule): one missed run warns, a morning of them is an error.
 FRESHNESS = {
     "warn_after": {"count": 2, "period": "hour"},

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import SyncRun
+from .outbox import LISTED_COLUMNS
 from .reports import SCOPE_COLUMNS, Catalogue, Change, ChangeFilter, PackageHistory, RecentRuns
 from .results import CHANGE_TYPES, ChangeType
 
@@ -313,6 +314,46 @@ def _change_object(change: Change) -> dict[str, Any]:
         "scope": change.scope,
         "changed_fields": change.changed_fields,
     }
+
+
+# -- katapult-etl notifications ------------------------------------------------------------------------
+
+NOTIFICATION_HEADERS = (
+    "id",
+    "run",
+    "scope",
+    "target_url",
+    "created_at",
+    "attempts",
+    "last_attempt_at",
+    "delivered_at",
+    "last_error",
+)
+
+
+def notifications_output(rows: list[dict[str, Any]], output: str, pending_only: bool) -> str:
+    return render(output, rows, LISTED_COLUMNS, lambda: notifications_table(rows, pending_only))
+
+
+def notifications_table(rows: list[dict[str, Any]], pending_only: bool) -> list[str]:
+    """The notifications without their payloads (JSON, JSON lines and CSV carry them)."""
+    if not rows:
+        return ["no pending notifications" if pending_only else "no notifications yet"]
+    cells = [
+        (
+            row["id"],
+            row["sync_run_id"],
+            row["scope"],
+            row["target_url"],
+            moment(row["created_at"]),
+            row["attempts"],
+            moment(row["last_attempt_at"]),
+            moment(row["delivered_at"]) or "pending",
+            row["last_error"] or "",
+        )
+        for row in rows
+    ]
+    return aligned(NOTIFICATION_HEADERS, cells, right=(0, 1, 5))
 
 
 # -- cells -----------------------------------------------------------------------------------------------

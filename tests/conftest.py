@@ -18,7 +18,7 @@ from etl.pipeline import Hooks
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import FakeKatapult
 
-from .helpers import catalogue_tables, empty_database, runs, sync_in_fives
+from .helpers import WebhookReceiver, catalogue_tables, empty_database, runs, sync_in_fives
 
 SERVER_DATABASES = {
     "postgresql": "TEST_DATABASE_URL",
@@ -56,6 +56,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def api() -> Iterator[FakeKatapult]:
     with FakeKatapult() as server:
         yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver: a real HTTP server on 127.0.0.1 that records what it is sent."""
+    made = WebhookReceiver()
+    yield made
+    made.stop()
 
 
 @dataclass

@@ -8,6 +8,7 @@ a landed or a failed run leaves, and drive other processes (a lock holder, a fre
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import socket
 import subprocess
@@ -16,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,17 @@ def _drop_everything_in_mysql(connection: Any) -> None:
     for name, kind in objects:
         connection.execute(text(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS `{name}`"))
     connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+def with_short_lock_wait(database_url: str) -> str:
+    """The URL with a lock wait of a fraction of a second, so a locked database fails fast."""
+    url = make_url(database_url)
+    wait = {
+        "sqlite": {"timeout": "0.2"},
+        "postgresql": {"options": "-c lock_timeout=200"},
+        "mysql": {"init_command": "SET SESSION lock_wait_timeout = 1"},  # whole seconds only
+    }[url.get_backend_name()]
+    return url.update_query_dict(wait).render_as_string(hide_password=False)
 
 
 def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -253,6 +267,67 @@ def recording_server(answer: Callable[[socket.socket], bytes]) -> Iterator[tuple
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST a webhook receiver got: its path, its headers (names in lower case) and its body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records every POST. `answers` are the statuses it answers
+    with, one per POST, then 200; `stop()` closes it (connections are refused) and `start()` opens it
+    again on the same port."""
+
+    def __init__(self) -> None:
+        self.received: list[Delivery] = []
+        self.answers: list[int | tuple[int, dict[str, str]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                receiver.received.append(Delivery(self.path, headers, body))
+                answer = receiver.answers.pop(0) if receiver.answers else 200
+                status, extra = answer if isinstance(answer, tuple) else (answer, {})
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows stderr
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def idempotency_keys(self) -> list[str]:
+        return [delivery.headers["idempotency-key"] for delivery in self.received]
 
 
 def run_lock_released(database_url: str) -> bool:

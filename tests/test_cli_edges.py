@@ -199,6 +199,7 @@ def test_global_options_work_before_the_command_too(run, api, tmp_path, command)
         "sync": ["--api-url", api.url],
         "demo": ["--database", str(tmp_path / "demo.db")],
         "scopes retire": ["--allow-mass-removal"],
+        "notify": ["--notify-url", "http://127.0.0.1:9/hook"],
     }.get(command, [])
 
     result = run("-q", "--log-format", "json", "--database-url", database_url, *words(command), *extra)

@@ -22,6 +22,7 @@ NOT_IN_SYNC_TABLE = {
     "api_url": "top level",
     "database_url": "top level",
     "config": "names the file",
+    "notify_url": "top level: notify",
     "verbose": "every command's",
     "quiet": "every command's",
     "log_format": "every command's",

@@ -25,6 +25,8 @@ def test_the_commands_are_the_documented_ones():
         "db upgrade",
         "demo",
         "history",
+        "notifications",
+        "notify",
         "packages",
         "runs",
         "schema",

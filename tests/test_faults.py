@@ -38,6 +38,7 @@ from .helpers import (
     runs,
     scalar,
     sync_in_fives,
+    with_short_lock_wait,
 )
 
 TOKEN_ENV = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
@@ -470,17 +471,6 @@ def _take_write_lock(database_url: str) -> dict[str, Any]:
         engine.dispose()
 
     return {"release": release}
-
-
-def with_short_lock_wait(database_url: str) -> str:
-    """The URL with a lock wait of a fraction of a second, so a locked database fails fast."""
-    url = make_url(database_url)
-    wait = {
-        "sqlite": {"timeout": "0.2"},
-        "postgresql": {"options": "-c lock_timeout=200"},
-        "mysql": {"init_command": "SET SESSION lock_wait_timeout = 1"},  # whole seconds only
-    }[url.get_backend_name()]
-    return url.update_query_dict(wait).render_as_string(hide_password=False)
 
 
 def test_a_database_locked_by_another_client_fails_the_run_and_the_next_run_lands(cli, database_url, api, seeded):

@@ -74,6 +74,20 @@ def counts(pages: int, requests: int, retries: int, seen: int, **changes: int) -
     ]
 
 
+def nothing_pending() -> list[str]:
+    """The notifications' gauges of a database whose notifications were all delivered (or that has none)."""
+    return [
+        "# HELP katapult_etl_notifications_pending Webhook notifications not yet delivered, of every run and target "
+        "in the database.",
+        "# TYPE katapult_etl_notifications_pending gauge",
+        'katapult_etl_notifications_pending{scope="public"} 0',
+        "# HELP katapult_etl_notifications_oldest_pending_age_seconds How long the oldest pending notification "
+        "has waited; 0 when none waits.",
+        "# TYPE katapult_etl_notifications_oldest_pending_age_seconds gauge",
+        'katapult_etl_notifications_oldest_pending_age_seconds{scope="public"} 0',
+    ]
+
+
 def assert_lines_match(path, expected: list[str | re.Pattern[str]]) -> None:
     """Line by line: equal to a string, or wholly matched by a pattern (for timestamps and durations)."""
     lines = path.read_text().split("\n")
@@ -96,7 +110,7 @@ def test_a_succeeded_run_writes_every_metric(cli, database_url, api, tmp_path):
     result = sync_with_metrics(cli, database_url, api, metrics)
 
     assert result.exit_code == 0, result.err
-    assert_lines_match(metrics, head("succeeded", 0) + counts(3, 4, 1, 12, created=12))
+    assert_lines_match(metrics, head("succeeded", 0) + counts(3, 4, 1, 12, created=12) + nothing_pending())
     last_run = 'katapult_etl_last_run_timestamp_seconds{scope="public"}'
     assert value(metrics, last_run) == value(metrics, 'katapult_etl_last_success_timestamp_seconds{scope="public"}')
     assert sorted(p.name for p in metrics.parent.iterdir()) == ["katapult_etl.prom"]  # no temporary file left
@@ -142,7 +156,7 @@ def test_an_incomplete_run_is_not_a_success(cli, api, tmp_path):
 
     assert result.exit_code == 4
     # Two pages, two requests: the ten missing are confirmed by a second walk before the guard counts them.
-    assert_lines_match(metrics, head("incomplete", 4) + counts(2, 2, 0, 2, unchanged=2))
+    assert_lines_match(metrics, head("incomplete", 4) + counts(2, 2, 0, 2, unchanged=2) + nothing_pending())
     assert value(metrics, 'katapult_etl_last_success_timestamp_seconds{scope="public"}') == succeeded_at
 
 

@@ -168,6 +168,7 @@ def test_schema_dbt_tests_the_keys(cli):
         ("package_listings", "package_id"): ["not_null"],
         ("package_listings", "scope"): ["not_null"],
         ("sync_runs", "id"): ["unique", "not_null"],
+        ("notifications", "id"): ["unique", "not_null"],
         ("current_packages", "id"): ["unique", "not_null"],
         ("package_changes", "package_id"): ["not_null"],
         ("package_changes", "changed_at"): ["not_null"],
