@@ -184,6 +184,15 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
         "--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages"
     )
     sync.add_argument(
+        "--ignore-key",
+        action="append",
+        default=[],
+        dest="ignore_keys",
+        metavar="KEY",
+        help="a key (or dotted nested key, e.g. icon.token) kept in raw whose change alone makes no new version; "
+        "repeatable",
+    )
+    sync.add_argument(
         "--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here"
     )
     sync.add_argument(
@@ -307,6 +316,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         retry=RetryPolicy(max_attempts=args.max_attempts, run_budget_seconds=args.retry_budget),
         allow_mass_removal=args.allow_mass_removal,
         dry_run=args.dry_run,
+        ignore_keys=tuple(sorted(set(args.ignore_keys))),
     )
 
 

@@ -33,6 +33,7 @@ from .clock import RunClock, utc_now
 from .config import Settings
 from .database import head_revision, known_revision, open_engine, upgrade
 from .dialects import run_lock
+from .drift import ChangedKeys, schema_changes
 from .errors import (
     DatabaseError,
     InvalidArgumentError,
@@ -43,7 +44,7 @@ from .fetching import OrderedFetcher
 from .pacing import Pacer
 from .paginator import PageWalk
 from .records import package_id_of, storable_values
-from .results import ChangeType, RunCounts, RunResult, RunStatus
+from .results import ChangeType, MassUpdate, RunCounts, RunResult, RunStatus, SchemaChanges
 from .store import Store
 from .urls import sqlite_path
 
@@ -212,6 +213,8 @@ class Verdict:
 
     removal: RemovalDecision
     reason: str | None
+    schema_changes: SchemaChanges | None = None
+    mass_update: MassUpdate | None = None
 
     @property
     def status(self) -> RunStatus:
@@ -265,6 +268,8 @@ def _run(
         dry_run=writes.run_id is None,  # only a dry run has no sync_runs row
         reason=verdict.reason,
         mass_removal_refused=verdict.removal.refused,
+        schema_changes=verdict.schema_changes,
+        mass_update=verdict.mass_update,
     )
 
 
@@ -282,8 +287,11 @@ def _walk_and_decide(
         _copy_request_stats(client, counts)  # before the writes: the run's record counts the walk's requests
         with writes.deciding(connection, session, store):
             _apply_classification(counts, store.classify())
+            listed = store.count_listed(settings.scope.key)  # before the merge: what the scope listed
+            schema = _judge_changed_packages(store, settings, counts, listed)
             removal = _removal_decision(store, settings, proof)
-            verdict = Verdict(removal, _run_reason(proof.outcome, removal))
+            mass_update = _mass_update(settings, counts, listed)
+            verdict = Verdict(removal, _run_reason(proof.outcome, removal), schema, mass_update)
             writes.write(store, verdict, counts)
     return verdict
 
@@ -337,11 +345,17 @@ class _Merge:
         store.close_versions_of_updated(self.run_id, now)
         store.upsert_packages(now, unchanged=counts.unchanged)
         store.insert_versions(self.run_id, now)
+        store.refresh_in_place(now)
         store.upsert_listings(scope, now)
         if verdict.removes:
             counts.removed = store.remove_missing(scope, self.run_id, now)
         store.finish_run(
-            self.run_id, status=verdict.status, finished_at=self.clock.now(), error=verdict.reason, **vars(counts)
+            self.run_id,
+            status=verdict.status,
+            finished_at=self.clock.now(),
+            error=verdict.reason,
+            schema_changes=None if verdict.schema_changes is None else str(verdict.schema_changes),
+            **vars(counts),
         )
 
 
@@ -385,6 +399,45 @@ def _removal_decision(store: Store, settings: Settings, proof: Proof) -> Removal
         )
         return RemovalDecision(False, missing, reason, refused=True)
     return RemovalDecision(True, missing)
+
+
+def _judge_changed_packages(store: Store, settings: Settings, counts: RunCounts, listed: int) -> SchemaChanges | None:
+    """Look at the keys of the packages classify() found changed or new: an update only in ignored keys
+    becomes a refresh of the current version (no new version), and the scope's schema changes are told.
+    None: the scope has nothing to compare with (its first run)."""
+    scope = settings.scope.key
+    first_run = listed == 0
+    if first_run and not settings.ignore_keys:
+        return None  # a first sync's packages are all new: no need to read them again
+    changed = ChangedKeys(settings.ignore_keys)
+    for package_id, change, staged_json, previous in store.changes_with_previous():
+        changed.judge(package_id, change, staged_json, previous)
+    store.refresh_instead_of_update(changed.refreshed)
+    counts.updated -= len(changed.refreshed)
+    counts.unchanged += len(changed.refreshed)
+    if first_run:
+        return None
+    if not changed.scope_needed:
+        return SchemaChanges()
+    found = schema_changes(changed, store.current_versions_of_scope(scope))
+    if found:
+        log.warning(
+            "the packages' keys changed: %s (+ a key no current version of %s had, - a key they all had); "
+            "recorded in sync_runs.schema_changes",
+            found,
+            scope,
+            extra={"schema_changes": str(found)},
+        )
+    return found
+
+
+def _mass_update(settings: Settings, counts: RunCounts, listed: int) -> MassUpdate | None:
+    """More than half of the scope's listed packages updated at once: said, not refused (the data is true)."""
+    if not listed or counts.updated * 2 <= listed:
+        return None
+    found = MassUpdate(counts.updated, listed, settings.scope.key)
+    log.warning("%s", found, extra={"updated": found.updated, "listed": found.listed})
+    return found
 
 
 def _run_reason(outcome: WalkOutcome, removal: RemovalDecision) -> str | None:
