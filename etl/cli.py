@@ -408,6 +408,8 @@ def summary_of(result: RunResult) -> dict[str, object]:
         "status": "dry run" if result.dry_run else result.status,
         "exit_code": result.exit_code,
         **vars(result.counts),
+        "schema_changes": None if result.schema_changes is None else str(result.schema_changes),
+        "mass_update": result.mass_update is not None,
         "seconds": round(result.seconds, 3),
     }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, MetricsError
-from .results import ChangeType, RunCounts, RunResult, RunStatus
+from .results import ChangeType, RunCounts, RunResult, RunStatus, SchemaChanges
 
 PREFIX = "katapult_etl"
 STATUSES = (RunStatus.SUCCEEDED, RunStatus.INCOMPLETE, RunStatus.FAILED)
@@ -33,10 +33,21 @@ class RunReport:
     finished_at: float  # Unix time
     seconds: float
     counts: RunCounts | None = None
+    schema_changes: SchemaChanges | None = None
+    mass_update: bool = False
 
 
 def report_of(result: RunResult, seconds: float, finished_at: float) -> RunReport:
-    return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts)
+    return RunReport(
+        result.scope,
+        result.status,
+        result.exit_code,
+        finished_at,
+        seconds,
+        result.counts,
+        result.schema_changes,
+        result.mass_update is not None,
+    )
 
 
 def check_metrics_path(path: Path, dry_run: bool) -> None:
@@ -83,7 +94,25 @@ def render(report: RunReport, last_success: float | None) -> str:
     ]
     if report.counts is not None:
         blocks += _count_gauges(scope, report.counts)
+        blocks += _warning_gauges(scope, report)
     return "".join(blocks)
+
+
+def _warning_gauges(scope: str, report: RunReport) -> list[str]:
+    """What the run warned of: keys added to or gone from the packages, and an update of half the scope."""
+    schema = report.schema_changes or SchemaChanges()
+    return [
+        _gauge(
+            "schema_changes",
+            "Keys the last run found new in the packages, or gone from them (sync_runs.schema_changes).",
+            [(f'{scope},change="added"', len(schema.added)), (f'{scope},change="removed"', len(schema.removed))],
+        ),
+        _gauge(
+            "mass_update",
+            "1 when the last run updated more than half of the scope's listed packages, else 0.",
+            [(scope, int(report.mass_update))],
+        ),
+    ]
 
 
 def _count_gauges(scope: str, counts: RunCounts) -> list[str]:

@@ -422,10 +422,10 @@ def _judge_changed_packages(store: Store, settings: Settings, counts: RunCounts,
     found = schema_changes(changed, store.current_versions_of_scope(scope))
     if found:
         log.warning(
-            "the packages' keys changed: %s (+ a key no current version of %s had, - a key they all had); "
-            "recorded in sync_runs.schema_changes",
-            found,
+            "keys changed in the packages of %s: %s (+ no current version had it; - every one had it, no package "
+            "has it now); recorded in sync_runs.schema_changes",
             scope,
+            found,
             extra={"schema_changes": str(found)},
         )
     return found
