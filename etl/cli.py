@@ -214,18 +214,7 @@ def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
 def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
     # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
     formats = ("table", "json", "jsonl", "csv")
-    output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
-    shape = output.add_mutually_exclusive_group()
-    shape.add_argument(
-        "--format",
-        choices=formats,
-        default="table",
-        dest="output",
-        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row",
-    )
-    shape.add_argument(
-        "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
-    )
+    output = _output_options(common, formats)
     packages = _command_parser(commands, "packages", parents=[output], help="the catalogue now, or as it was at a time")
     packages.set_defaults(command=cmd_packages)
     packages.add_argument(
@@ -242,7 +231,10 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     history.set_defaults(command=cmd_history)
     history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
     changes = _command_parser(
-        commands, "changes", parents=[output], help="packages created, updated, removed, restored"
+        commands,
+        "changes",
+        parents=[_output_options(common, (*formats, "atom"), atom=True)],
+        help="packages created, updated, removed, restored",
     )
     changes.set_defaults(command=cmd_changes)
     changes.add_argument(
@@ -271,6 +263,26 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
         metavar="TYPES",
         help="only these kinds, comma-separated: created,updated,removed,restored (default all)",
     )
+
+
+def _output_options(
+    common: argparse.ArgumentParser, formats: tuple[str, ...], *, atom: bool = False
+) -> argparse.ArgumentParser:
+    """--format (and --json, its JSON shorthand) of a query command."""
+    output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
+    shape = output.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--format",
+        choices=formats,
+        default="table",
+        dest="output",
+        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row"
+        + ("; an Atom 1.0 feed, one entry per run" if atom else ""),
+    )
+    shape.add_argument(
+        "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
+    )
+    return output
 
 
 def add_demo_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -496,6 +508,11 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
         reports.check_scope(connection, args.scope)
         run_ids = reports.last_succeeded_runs(connection, args.scope) if last_run else None
         wanted = reports.ChangeFilter(since=since, run_ids=run_ids, scope=args.scope, types=args.type)
+        if args.output == "atom":
+            from .feed import atom
+
+            sys.stdout.write(atom(reports.change_feed(connection, wanted)))
+            return 0
         changes = reports.find_changes(connection, wanted)
     sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
     return 0
