@@ -23,6 +23,7 @@ class ChangedKeys:
     """The run's changed and new packages, judged one by one as the store streams them."""
 
     ignore_keys: tuple[str, ...] = ()
+    judged: set[str] = field(default_factory=set)  # the ids of the changed and new packages
     refreshed: list[str] = field(default_factory=list)  # updated only in ignored keys: no new version
     seen: set[str] = field(default_factory=set)  # every key of the changed and new packages
     gained: set[str] = field(default_factory=set)  # keys a package has that its previous version had not
@@ -35,6 +36,7 @@ class ChangedKeys:
     def judge(self, package_id: str, change: str, staged_json: str, previous: dict[str, Any] | None) -> None:
         """Note one changed package: its keys next to its previous version's, and whether its change is
         only in ignored keys (an update only: a new or restored package always gets a version)."""
+        self.judged.add(package_id)
         staged = json.loads(staged_json)
         keys = key_paths(staged)
         self.seen |= keys
@@ -57,20 +59,23 @@ class ChangedKeys:
         return bool(self.lost) or not self.gained <= self.known
 
 
-def schema_changes(changed: ChangedKeys, scope_versions: Iterable[tuple[dict[str, Any], bool]]) -> SchemaChanges | None:
+def schema_changes(changed: ChangedKeys, scope_versions: Iterable[tuple[str, dict[str, Any]]]) -> SchemaChanges | None:
     """Keys this run's packages had that none of the scope's current versions had (+), and keys every
     current version had that none of this run's packages had (-). `scope_versions` gives each current
-    version's raw, and whether this run saw it unchanged. None when the scope has no current version
-    (its first run): there is nothing to compare with."""
+    version's package id and raw. None when the scope has no current version (its first run): there is
+    nothing to compare with.
+
+    A listed package that did not change keeps its keys: they are this run's too (so is a package this
+    run did not see, still listed until a run removes it: its keys are not gone until it is)."""
     had_any: set[str] = set()
     had_all: set[str] | None = None
-    seen = set(changed.seen)
-    for raw, seen_unchanged in scope_versions:
+    now: set[str] = set(changed.seen)
+    for package_id, raw in scope_versions:
         keys = key_paths(raw)
         had_any |= keys
         had_all = set(keys) if had_all is None else had_all & keys
-        if seen_unchanged:
-            seen |= keys
+        if package_id not in changed.judged:
+            now |= keys
     if had_all is None:
         return None
-    return SchemaChanges(added=tuple(sorted(seen - had_any)), removed=tuple(sorted(had_all - seen)))
+    return SchemaChanges(added=tuple(sorted(now - had_any)), removed=tuple(sorted(had_all - now)))

@@ -275,28 +275,22 @@ class Store:
         for row in self.session.execute(query, execution_options={"yield_per": STREAMED_ROWS}):
             yield row[0], row[1], row[2], row[3]
 
-    def current_versions_of_scope(self, scope: str) -> Iterator[tuple[dict[str, Any], bool]]:
-        """The `raw` of the current version of every package the scope lists, and whether this run saw the
-        package with that very content (staged with the same hash): its keys are then this run's too."""
+    def current_versions_of_scope(self, scope: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The package id and `raw` of the current version of every package the scope lists, streamed."""
         version = PackageSnapshot.__table__.alias("version")
-        unchanged = case((STAGING.c.content_hash == version.c.content_hash, true()), else_=literal(False))
-        query = (
-            select(version.c.raw, unchanged)
-            .select_from(version.outerjoin(STAGING, STAGING.c.id == version.c.package_id))
-            .where(
-                version.c.valid_to.is_(None),
-                exists().where(PackageListing.package_id == version.c.package_id, _listed_in(scope)),
-            )
+        query = select(version.c.package_id, version.c.raw).where(
+            version.c.valid_to.is_(None),
+            exists().where(PackageListing.package_id == version.c.package_id, _listed_in(scope)),
         )
-        for raw, seen_unchanged in self.session.execute(query, execution_options={"yield_per": STREAMED_ROWS}):
-            yield raw, bool(seen_unchanged)
+        for row in self.session.execute(query, execution_options={"yield_per": STREAMED_ROWS}):
+            yield row[0], row[1]
 
     def refresh_instead_of_update(self, package_ids: list[str]) -> None:
         """These updated packages changed only in ignored keys: they get no new version (they leave
         CHANGES); the merge writes their JSON and hash into their current version (refresh_in_place)."""
-        create_temporary_table(self.session.connection(), REFRESHED, checkfirst=True)
         if not package_ids:
             return
+        create_temporary_table(self.session.connection(), REFRESHED, checkfirst=True)
         self.session.execute(REFRESHED.insert(), [{"id": package_id} for package_id in sorted(package_ids)])
         self.session.execute(CHANGES.delete().where(CHANGES.c.id.in_(select(REFRESHED.c.id))))
         self._refreshed = len(package_ids)
