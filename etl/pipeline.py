@@ -288,7 +288,8 @@ def _walk_and_decide(
         with writes.deciding(connection, session, store):
             _apply_classification(counts, store.classify())
             listed = store.count_listed(settings.scope.key)  # before the merge: what the scope listed
-            schema = _judge_changed_packages(store, settings, counts, listed)
+            changed = _settle_changed_packages(store, settings, counts, listed)
+            schema = _schema_changes(store, settings.scope.key, changed, listed)
             removal = _removal_decision(store, settings, proof)
             mass_update = _mass_update(settings, counts, listed)
             verdict = Verdict(removal, _run_reason(proof.outcome, removal), schema, mass_update)
@@ -401,21 +402,27 @@ def _removal_decision(store: Store, settings: Settings, proof: Proof) -> Removal
     return RemovalDecision(True, missing)
 
 
-def _judge_changed_packages(store: Store, settings: Settings, counts: RunCounts, listed: int) -> SchemaChanges | None:
-    """Look at the keys of the packages classify() found changed or new: an update only in ignored keys
-    becomes a refresh of the current version (no new version), and the scope's schema changes are told.
-    None: the scope has nothing to compare with (its first run)."""
-    scope = settings.scope.key
-    first_run = listed == 0
-    if first_run and not settings.ignore_keys:
-        return None  # a first sync's packages are all new: no need to read them again
+def _settle_changed_packages(store: Store, settings: Settings, counts: RunCounts, listed: int) -> ChangedKeys | None:
+    """Judge the packages classify() found changed or new, with their previous versions, in one streamed
+    read: an update only in ignored keys becomes a refresh of the current version, not a new version.
+    None when there is nothing to judge: a scope's first run without --ignore-key (all its packages are
+    new to it, and its keys have nothing to be compared with)."""
+    if not listed and not settings.ignore_keys:
+        return None
     changed = ChangedKeys(settings.ignore_keys)
     for package_id, change, staged_json, previous in store.changes_with_previous():
         changed.judge(package_id, change, staged_json, previous)
     store.refresh_instead_of_update(changed.refreshed)
     counts.updated -= len(changed.refreshed)
     counts.unchanged += len(changed.refreshed)
-    if first_run:
+    return changed
+
+
+def _schema_changes(store: Store, scope: str, changed: ChangedKeys | None, listed: int) -> SchemaChanges | None:
+    """The keys the scope's packages gained or lost, said in one warning; None when not compared (the
+    scope's first run). The scope's current versions are read only when a changed package's keys differ
+    from its previous version's, or a package is new."""
+    if changed is None or not listed:
         return None
     if not changed.scope_needed:
         return SchemaChanges()
