@@ -23,26 +23,22 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import (
-    DEFAULT_API_URL,
-    DEFAULT_DATABASE_URL,
-    MAX_CONCURRENCY,
-    MAX_PER_PAGE,
-    RetryPolicy,
-    Scope,
-    Settings,
-    database_url,
-)
-from .errors import EXIT_LOCKED, ConfigError, EtlError
+from .config import DEFAULT_API_URL, DEFAULT_DATABASE_URL, MAX_CONCURRENCY, MAX_PER_PAGE, database_url
+from .configfile import CONFIG_ENV, IF_LOCKED, ConfigFile, config_path
+from .configfile import load as load_config
+from .errors import EXIT_LOCKED, EXIT_OK, EtlError
 from .logs import FORMATS, configure_logging, is_terminal
 from .results import CHANGE_TYPES, RunStatus
 
 # Imported when a command runs, not here: --help, --version and usage errors must not pay for SQLAlchemy
 # and Alembic, and the query commands never import Alembic.
 if TYPE_CHECKING:
+    from .metrics import RunReport
     from .pipeline import Hooks
     from .reports import Change
     from .results import RunResult
+    from .retire import Retirement
+    from .runplan import PlannedRun
 
     # What add_subparsers returns; argparse's class is generic only in its type stubs.
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -53,7 +49,7 @@ log = logging.getLogger(__name__)
 # that count runs; in text the summary line on stdout says the same.
 run_log = logging.getLogger("etl.run")
 # Options every command takes, before the command's name or after it.
-GLOBAL_DEFAULTS = {"database_url": None, "verbose": 0, "quiet": 0, "log_format": "text"}
+GLOBAL_DEFAULTS = {"config": None, "database_url": None, "verbose": 0, "quiet": 0, "log_format": "text"}
 
 
 def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
@@ -67,7 +63,9 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
     run_log.setLevel(logging.INFO if json_run_record else logging.NOTSET)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        args.database_url = database_url(args.database_url, os.environ)
+        args.config_file = read_config(args.config)
+        configured = args.config_file.database_url if args.config_file else None
+        args.database_url = database_url(args.database_url, os.environ, configured)
         return int(args.command(args, hooks))
     except EtlError as error:
         complain(args, str(error), error.exit_code)
@@ -75,6 +73,12 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> int:
     except KeyboardInterrupt:
         complain(args, "interrupted", 130)
         return 130
+
+
+def read_config(given: Path | None) -> ConfigFile | None:
+    """The configuration file --config or KATAPULT_ETL_CONFIG names, checked whole; None when neither does."""
+    path = config_path(given, os.environ)
+    return None if path is None else load_config(path)
 
 
 def _hooks(given: Hooks | None) -> Hooks:
@@ -109,12 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_command(commands, common)
     add_db_command(commands, common)
     add_query_commands(commands, common)
+    add_scopes_command(commands, common)
     add_demo_command(commands, common)
     add_schema_command(commands, common)
     return parser
 
 
 def add_global_options(parser: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=defaults["config"],
+        help=f"the configuration file (TOML): database, API, sync options, scopes (env {CONFIG_ENV}; default none)",
+    )
     parser.add_argument(
         "--database-url",
         default=defaults["database_url"],
@@ -143,11 +155,12 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
         commands, "sync", parents=[common], help="walk the whole catalogue once and record what changed"
     )
     sync.set_defaults(command=cmd_sync)
-    sync.add_argument(
-        "--api-url",
-        default=os.environ.get("KATAPULT_API_URL", DEFAULT_API_URL),
-        help=f"Katapult API root (env KATAPULT_API_URL; default {DEFAULT_API_URL})",
-    )
+    # No defaults here: an option not given is None, so that the configuration file's value shows
+    # through; the defaults are etl.runplan.SYNC_DEFAULTS (their numbers are written out in the help).
+    which = sync.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", default=None, help="sync every scope of the configuration file")
+    which.add_argument("--scope", metavar="NAME", help="sync one scope of the configuration file")
+    sync.add_argument("--api-url", help=f"Katapult API root (env KATAPULT_API_URL; default {DEFAULT_API_URL})")
     sync.add_argument(
         "--token-file",
         type=Path,
@@ -156,47 +169,62 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--organization-id", metavar="ID", help="an organization's packages, by id")
     scope.add_argument("--organization-sub-domain", metavar="SUB", help="an organization's packages, by sub-domain")
-    sync.add_argument("--per-page", type=int, default=MAX_PER_PAGE, help="page size to ask for (default %(default)s)")
+    sync.add_argument("--per-page", type=int, help=f"page size to ask for (default {MAX_PER_PAGE})")
     sync.add_argument(
         "--concurrency",
         type=int,
-        default=4,
-        help=f"pages fetched at once when totals are known, 1 to {MAX_CONCURRENCY} (default %(default)s)",
+        help=f"pages fetched at once when totals are known, 1 to {MAX_CONCURRENCY} (default 4)",
     )
-    sync.add_argument("--max-attempts", type=int, default=8, help="attempts per request (default %(default)s)")
+    sync.add_argument("--max-attempts", type=int, help="attempts per request (default 8)")
     sync.add_argument(
         "--retry-budget",
         type=float,
-        default=300.0,
         metavar="SECONDS",
-        help="total time a run may spend on failed attempts and the waits between them (default %(default)s)",
+        help="total time a run may spend on failed attempts and the waits between them (default 300)",
     )
-    sync.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default %(default)s")
+    sync.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="default 10")
     sync.add_argument(
-        "--read-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="time for a whole answer, body included (default %(default)s)",
+        "--read-timeout", type=float, metavar="SECONDS", help="time for a whole answer, body included (default 30)"
     )
-    sync.add_argument("--dry-run", action="store_true", help="walk and report what would change; write nothing")
     sync.add_argument(
-        "--allow-mass-removal", action="store_true", help="let this run remove more than half of the scope's packages"
+        "--dry-run", action="store_true", default=None, help="walk and report what would change; write nothing"
+    )
+    sync.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        default=None,
+        help="let this run remove more than half of the scope's packages",
     )
     sync.add_argument(
         "--ignore-key",
         action="append",
-        default=[],
+        default=None,
         dest="ignore_keys",
         metavar="KEY",
         help="a key (or dotted nested key, e.g. icon.token) kept in raw whose change alone makes no new version; "
         "repeatable",
     )
     sync.add_argument(
-        "--metrics-file", type=Path, metavar="PATH", help="write Prometheus textfile-collector metrics of the run here"
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="write Prometheus textfile-collector metrics of the run here ({scope}: the scope's name)",
     )
     sync.add_argument(
-        "--json", action="store_true", help="print the run's summary as one JSON object, the only line on stdout"
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's metrics to this Prometheus Pushgateway (PUT URL/metrics/job/katapult_etl/scope/S)",
+    )
+    sync.add_argument(
+        "--json",
+        action="store_true",
+        default=None,
+        help="print each run's summary as one JSON object, one line on stdout per scope",
+    )
+    sync.add_argument(
+        "--if-locked",
+        choices=IF_LOCKED,
+        help="when another run holds the scope: fail with exit 75 (default), or skip it with a warning, exit 0",
     )
 
 
@@ -211,10 +239,28 @@ def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     current.set_defaults(command=cmd_db_current)
 
 
-def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+def output_options(common: argparse.ArgumentParser, *, atom: bool = False) -> argparse.ArgumentParser:
+    """--format and --json, which every command that reads the history takes; `changes` has an Atom feed too."""
     # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
-    formats = ("table", "json", "jsonl", "csv")
-    output = _output_options(common, formats)
+    formats = ("table", "json", "jsonl", "csv", *(("atom",) if atom else ()))
+    output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
+    shape = output.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--format",
+        choices=formats,
+        default="table",
+        dest="output",
+        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row"
+        + ("; an Atom 1.0 feed, one entry per run" if atom else ""),
+    )
+    shape.add_argument(
+        "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
+    )
+    return output
+
+
+def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> None:
+    output = output_options(common)
     packages = _command_parser(commands, "packages", parents=[output], help="the catalogue now, or as it was at a time")
     packages.set_defaults(command=cmd_packages)
     packages.add_argument(
@@ -233,7 +279,7 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     changes = _command_parser(
         commands,
         "changes",
-        parents=[_output_options(common, (*formats, "atom"), atom=True)],
+        parents=[output_options(common, atom=True)],
         help="packages created, updated, removed, restored",
     )
     changes.set_defaults(command=cmd_changes)
@@ -265,24 +311,28 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     )
 
 
-def _output_options(
-    common: argparse.ArgumentParser, formats: tuple[str, ...], *, atom: bool = False
-) -> argparse.ArgumentParser:
-    """--format (and --json, its JSON shorthand) of a query command."""
-    output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
-    shape = output.add_mutually_exclusive_group()
-    shape.add_argument(
-        "--format",
-        choices=formats,
-        default="table",
-        dest="output",
-        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row"
-        + ("; an Atom 1.0 feed, one entry per run" if atom else ""),
+def add_scopes_command(commands: Commands, common: argparse.ArgumentParser) -> None:
+    scopes = _command_parser(
+        commands,
+        "scopes",
+        parents=[output_options(common)],
+        help="every scope the database knows: packages it lists, its last run and last success",
     )
-    shape.add_argument(
-        "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
+    scopes.set_defaults(command=cmd_scopes)
+    actions = scopes.add_subparsers(title="actions", metavar="ACTION")  # none: list the scopes
+    retire = _command_parser(
+        actions, "retire", parents=[common], help="unlist every package of a scope that is gone, in a run of its own"
     )
-    return output
+    retire.set_defaults(command=cmd_scopes_retire)
+    retire.add_argument(
+        "scope",
+        metavar="SCOPE",
+        help="the scope as `scopes` lists it: public, organization[id]=ID or organization[sub_domain]=SUB",
+    )
+    retire.add_argument(
+        "--allow-mass-removal", action="store_true", help="let it remove more than half of the scope's packages"
+    )
+    retire.add_argument("--dry-run", action="store_true", help="say what it would unlist and remove; write nothing")
 
 
 def add_demo_command(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -315,72 +365,74 @@ def positive(text: str) -> int:
     return int(text)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(
-        database_url=args.database_url,
-        api_url=args.api_url,
-        token=read_token(args.token_file),
-        scope=Scope(organization_id=args.organization_id, organization_sub_domain=args.organization_sub_domain),
-        per_page=args.per_page,
-        concurrency=args.concurrency,
-        connect_timeout=args.connect_timeout,
-        read_timeout=args.read_timeout,
-        retry=RetryPolicy(max_attempts=args.max_attempts, run_budget_seconds=args.retry_budget),
-        allow_mass_removal=args.allow_mass_removal,
-        dry_run=args.dry_run,
-        ignore_keys=tuple(sorted(set(args.ignore_keys))),
-    )
-
-
-def read_token(token_file: Path | None) -> str | None:
-    """The token from --token-file, else KATAPULT_API_TOKEN; never from the command line itself."""
-    if token_file is None:
-        token = os.environ.get("KATAPULT_API_TOKEN", "").strip() or None
-        if token is None and os.environ.get("KATAPULT_API_KEY"):
-            # The name Katapult's Terraform provider reads: a user of both tools may have set only that.
-            log.warning("KATAPULT_API_KEY is set, but katapult-etl reads KATAPULT_API_TOKEN: reading the public API")
-        return token
-    try:
-        token = token_file.read_bytes().decode("utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"cannot read the token file {token_file}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"the token file {token_file} is not UTF-8 text") from None
-    if not token:
-        raise ConfigError(f"the token file {token_file} is empty")
-    return token
-
-
 def cmd_sync(args: argparse.Namespace, hooks: Hooks | None) -> int:
-    settings = settings_from(args)  # first: a bad value is a usage error before anything is imported
-    from .metrics import check_metrics_path
+    from .runplan import plan_sync  # first: every usage error of every scope before anything is imported
+
+    plan = plan_sync(vars(args), os.environ, args.config_file)
+    for option, value in plan.options.items():  # as resolved: the flag, else the file, else the default
+        setattr(args, option, value)
+    check_outputs(args, plan.runs)
+    hooks = _hooks(hooks)
+    if not plan.every_scope:
+        return sync_scope(args, plan.runs[0], hooks)
+    from .pacing import Allowance
+    from .runplan import most_serious
+
+    allowances: dict[str | None, Allowance] = {}  # one per token: its scopes share Katapult's allowance
+    exit_codes = []
+    for run in plan.runs:
+        allowance = allowances.setdefault(run.settings.token, Allowance(hooks.sleep, hooks.clock))
+        try:
+            exit_codes.append(sync_scope(args, run, replace(hooks, allowance=allowance)))
+        except EtlError as error:  # one scope failing does not stop the others
+            report_failure(args, run, error)
+            exit_codes.append(error.exit_code)
+    return most_serious(exit_codes)
+
+
+def check_outputs(args: argparse.Namespace, runs: Sequence[PlannedRun]) -> None:
+    """Before any run: metrics that could not be written or pushed are usage errors, found before any work."""
+    from .metrics import check_metrics_path, check_pushgateway_url
+
+    for run in runs:
+        if run.metrics_file:
+            check_metrics_path(run.metrics_file, run.settings.dry_run)
+    if args.pushgateway:
+        check_pushgateway_url(args.pushgateway, args.dry_run)
+
+
+def sync_scope(args: argparse.Namespace, run: PlannedRun, hooks: Hooks) -> int:
+    """One scope's run, reported: its summary, its metrics; an EtlError raised when the run failed."""
+    from .errors import RunLockedError
+    from .metrics import RunReport, report_of
     from .pipeline import run_sync
 
-    hooks = _hooks(hooks)
-    if args.metrics_file:
-        check_metrics_path(args.metrics_file, settings.dry_run)
     started = hooks.clock()
     try:
         with page_progress(args, hooks) as on_page:
-            result = run_sync(settings, replace(hooks, on_page=on_page))
+            result = run_sync(run.settings, replace(hooks, on_page=on_page))
+    except RunLockedError as error:
+        if args.if_locked != "skip":
+            raise  # a run that found another one running did nothing: the running one writes the metrics
+        log.warning("%s: skipped (--if-locked skip)", error)
+        if args.json:
+            print(json.dumps({**_name(run), "scope": run.settings.scope.key, "status": "skipped", "exit_code": 0}))
+        return EXIT_OK
     except EtlError as error:
-        # A run that found another one running did nothing: the running one writes the metrics.
-        if args.metrics_file and error.exit_code != EXIT_LOCKED:
-            record_failed_run(args.metrics_file, settings.scope.key, error, hooks.clock() - started)
+        seconds = hooks.clock() - started
+        failed = RunReport(run.settings.scope.key, RunStatus.FAILED, error.exit_code, time.time(), seconds)
+        publish_metrics(args, run, failed)
         raise
-    report_run(args, result)
-    if args.metrics_file:
-        from .metrics import report_of, write_metrics
-
-        write_metrics(args.metrics_file, report_of(result, hooks.clock() - started, time.time()))
+    report_run(args, run, result)
+    publish_metrics(args, run, report_of(result, hooks.clock() - started, time.time()))
     return result.exit_code
 
 
-def report_run(args: argparse.Namespace, result: RunResult) -> None:
+def report_run(args: argparse.Namespace, run: PlannedRun, result: RunResult) -> None:
     """The summary on stdout (unless -q), the reason a run did not succeed on stderr, and a final
     `run finished` log record."""
     if args.json:
-        print(json.dumps(summary_of(result)))
+        print(json.dumps({**_name(run), **summary_of(result)}))
     elif not args.quiet:
         print(summary_line(result))
     if result.reason:
@@ -390,14 +442,38 @@ def report_run(args: argparse.Namespace, result: RunResult) -> None:
     run_log.info("run finished", extra={**summary, "counts": counts})
 
 
-def record_failed_run(path: Path, scope: str, error: EtlError, seconds: float) -> None:
-    from .errors import MetricsError
-    from .metrics import RunReport, write_metrics
+def report_failure(args: argparse.Namespace, run: PlannedRun, error: EtlError) -> None:
+    """A scope of `sync --all` that failed: its line on stderr, named, and with --json its line on stdout."""
+    if args.json:
+        scope, api = run.settings.scope.key, run.settings.api
+        line = {**_name(run), "scope": scope, "api": api, "status": "failed", "exit_code": error.exit_code}
+        print(json.dumps({**line, "error": str(error)}))
+    complain(args, f"scope {run.name}: {error}", error.exit_code)
 
-    try:
-        write_metrics(path, RunReport(scope, RunStatus.FAILED, error.exit_code, time.time(), seconds))
-    except MetricsError as second:
-        log.error("%s", second)  # and the run's own error is still the one reported and exited with
+
+def _name(run: PlannedRun) -> dict[str, str]:
+    """The scope's name in the configuration file, first in its JSON line (nothing for a scope of flags)."""
+    return {"name": run.name} if run.from_file else {}
+
+
+def publish_metrics(args: argparse.Namespace, run: PlannedRun, report: RunReport) -> None:
+    """The run's metrics to its --metrics-file and --pushgateway. A failed run's are best effort: its own
+    error is the one reported. A push that fails is a warning: the metrics are not the run."""
+    from .errors import MetricsError
+    from .metrics import last_success, push_metrics, write_metrics
+
+    if run.metrics_file:
+        try:
+            write_metrics(run.metrics_file, report)
+        except MetricsError as error:
+            if report.status != RunStatus.FAILED:
+                raise
+            log.error("%s", error)  # and the run's own error is still the one reported and exited with
+    if args.pushgateway:
+        try:
+            push_metrics(args.pushgateway, report, last_success(report, run.metrics_file))
+        except MetricsError as error:
+            log.warning("%s", error)
 
 
 def page_progress(
@@ -516,6 +592,44 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
         changes = reports.find_changes(connection, wanted)
     sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
     return 0
+
+
+def cmd_scopes(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from . import reports, tables
+    from .database import reading
+
+    with reading(args.database_url) as connection:
+        states = reports.scope_states(connection)
+    sys.stdout.write(tables.scopes_output(states, args.output))
+    return 0
+
+
+def cmd_scopes_retire(args: argparse.Namespace, hooks: Hooks | None) -> int:
+    from .retire import retire_scope
+
+    retired = retire_scope(
+        args.database_url,
+        args.scope,
+        allow_mass_removal=args.allow_mass_removal,
+        dry_run=args.dry_run,
+        hooks=_hooks(hooks),
+    )
+    if not args.quiet:
+        print(retirement_line(retired))
+    if retired.reason:
+        complain(args, retired.reason, retired.exit_code)
+    return retired.exit_code
+
+
+def retirement_line(retired: Retirement) -> str:
+    if retired.nothing_to_do:
+        return f"nothing to retire: {retired.scope} lists no packages"
+    verb = "dry run" if retired.dry_run else f"retire {retired.status}"
+    return (
+        f"{verb}: scope={retired.scope} unlisted={retired.unlisted} removed={retired.removed} "
+        f"unchanged={retired.still_listed} seconds={retired.seconds:.2f}"
+        + (f" run={retired.run_id}" if retired.run_id else "")
+    )
 
 
 def cmd_demo(args: argparse.Namespace, hooks: Hooks | None) -> int:

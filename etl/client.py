@@ -36,6 +36,7 @@ from .errors import (
     TransportError,
     UnexpectedResponseError,
 )
+from .pacing import Allowance
 from .paginator import Pagination
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ class KatapultClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        allowance: Allowance | None = None,
     ) -> None:
         self._settings = settings
+        # Shared with the other runs of this token in one `sync --all`; else this run's own.
+        self.allowance = allowance or Allowance(sleep, clock)
         self._session = session or requests.Session()
         self._sleep = sleep
         self._clock = clock
@@ -192,6 +196,7 @@ class KatapultClient:
 
     def _attempt(self, number: int, per_page: int) -> Page:
         """One attempt; the time of one that failed and may be retried is charged to the retry budget."""
+        self.allowance.wait_for_room()  # not charged: waiting for a new minute is not a failed attempt
         started = self._clock()
         try:
             return self._fetch_once(number, per_page, started + self._settings.read_timeout)
@@ -240,7 +245,9 @@ class KatapultClient:
             raise ApiError(f"could not request page {number}: {type(error).__name__}: {error}") from error
         if response.status_code >= 400:
             raise error_from_response(response, body)
-        return parse_page(number, self._key, response, body)
+        page = parse_page(number, self._key, response, body)
+        self.allowance.observe(page.rate_limit_remaining, page.rate_limit_permitted)
+        return page
 
     def _connection_error(self, number: int, error: requests.ConnectionError) -> TransportError:
         """Why no connection was made, in words that name the URL; a connection that broke once made

@@ -167,10 +167,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def database_url(given: str | None, environ: Mapping[str, str]) -> str:
-    """The database URL to use: --database-url, else DATABASE_URL, else the SQLite default; checked
-    and with its driver spelled out. A ConfigError (usage, exit 2) names what is wrong, never a password."""
-    url = given or environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+def database_url(given: str | None, environ: Mapping[str, str], configured: str | None = None) -> str:
+    """The database URL to use: --database-url, else DATABASE_URL, else the configuration file's, else
+    the SQLite default; checked and with its driver spelled out. A ConfigError (usage, exit 2) names what
+    is wrong, never a password."""
+    url = given or environ.get("DATABASE_URL") or configured or DEFAULT_DATABASE_URL
     match = _URL.fullmatch(url)
     if match is None or match["scheme"].lower() not in DATABASE_SCHEMES:
         raise ConfigError(

@@ -245,17 +245,27 @@ def reading(url: str) -> Iterator[Connection]:
 
     Creates nothing and migrates nothing: a missing SQLite file or an old schema is a DatabaseError.
     """
+    require_existing(url)
+    with _read_only(url) as connection:
+        require_head(connection)
+        yield connection
+
+
+def require_existing(url: str) -> None:
+    """A command that works on a database it does not create: a missing SQLite file is a DatabaseError."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise DatabaseError(f"{path} does not exist: run `katapult-etl sync` first")
-    with _read_only(url) as connection:
-        revision = known_revision(connection)
-        if revision != head_revision():
-            raise DatabaseError(
-                f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
-                "run `katapult-etl db upgrade` (or a sync) first"
-            )
-        yield connection
+
+
+def require_head(connection: Connection) -> None:
+    """The database must be at the newest schema: a command that does not migrate says how to get there."""
+    revision = known_revision(connection)
+    if revision != head_revision():
+        raise DatabaseError(
+            f"the database schema is at revision {revision or 'none'}, not {head_revision()}: "
+            "run `katapult-etl db upgrade` (or a sync) first"
+        )
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""The last run as Prometheus metrics, in a file for node_exporter's textfile collector.
+"""The last run as Prometheus metrics, in a file for node_exporter's textfile collector, or pushed to a
+Prometheus Pushgateway (where a pod has no textfile folder).
 
 The file is replaced atomically (written beside, then renamed over), so the collector never reads half
 of it. A failed run keeps the last success's timestamp, read back from the file it replaces.
@@ -10,9 +11,14 @@ import logging
 import os
 import re
 import tempfile
+import urllib.error
+import urllib.request
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+from .config import mask_password
 from .errors import ConfigError, MetricsError
 from .results import ChangeType, RunCounts, RunResult, RunStatus, SchemaChanges
 
@@ -20,6 +26,10 @@ PREFIX = "katapult_etl"
 STATUSES = (RunStatus.SUCCEEDED, RunStatus.INCOMPLETE, RunStatus.FAILED)
 CHANGES = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.REMOVED, ChangeType.UNCHANGED)
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
+PUSHGATEWAY_JOB = "katapult_etl"
+PUSH_TIMEOUT_SECONDS = 10.0
+# Prometheus' text exposition format, as the Pushgateway takes it.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 log = logging.getLogger(__name__)
 
 
@@ -65,11 +75,55 @@ def check_metrics_path(path: Path, dry_run: bool) -> None:
         )
 
 
+def check_pushgateway_url(url: str, dry_run: bool) -> None:
+    """Before the run: a Pushgateway URL that cannot be one is a usage error."""
+    if dry_run:
+        raise ConfigError("--pushgateway records real runs: a --dry-run cannot push")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--pushgateway must be an http:// or https:// URL, not {mask_password(url)!r}")
+
+
+def pushgateway_url(base: str, scope: str) -> str:
+    """Where a scope's metrics go: {base}/metrics/job/katapult_etl/scope/<scope>. The scope, as stored
+    (`organization[sub_domain]=acme`), is percent-encoded, every character but letters, digits and
+    `-._~` (`organization%5Bsub_domain%5D%3Dacme`), which the Pushgateway decodes back into the label's
+    value; one with a `/`, which a path cannot carry even encoded, goes in the Pushgateway's base64 form
+    (`scope@base64/…`, URL-safe alphabet)."""
+    root = f"{base.rstrip('/')}/metrics/job/{PUSHGATEWAY_JOB}"
+    if "/" in scope:
+        return f"{root}/scope@base64/{urlsafe_b64encode(scope.encode()).decode()}"
+    return f"{root}/scope/{quote(scope, safe='')}"
+
+
+def push_metrics(base: str, report: RunReport, last_success: float | None) -> None:
+    """PUT the run's metrics, the same text as the metrics file, replacing the scope's group."""
+    url = pushgateway_url(base, report.scope)
+    body = render(report, last_success).encode()
+    request = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": TEXT_FORMAT})
+    shown = mask_password(url)
+    try:
+        with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT_SECONDS) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise MetricsError(f"cannot push the metrics to {shown}: HTTP {error.code} {error.reason}") from error
+    except urllib.error.URLError as error:
+        raise MetricsError(f"cannot push the metrics to {shown}: {error.reason}") from error
+    except (OSError, ValueError) as error:  # a timeout mid-answer, a connection dropped
+        raise MetricsError(f"cannot push the metrics to {shown}: {error}") from error
+
+
+def last_success(report: RunReport, path: Path | None) -> float | None:
+    """When the scope last succeeded: this run, or as the metrics file written earlier says (if any)."""
+    if report.status == RunStatus.SUCCEEDED:
+        return report.finished_at
+    return None if path is None else read_last_success(path, report.scope)
+
+
 def write_metrics(path: Path, report: RunReport) -> None:
     """Replace the metrics file with this run's metrics."""
-    last_success = report.finished_at if report.status == RunStatus.SUCCEEDED else read_last_success(path, report.scope)
     try:
-        write_atomically(path, render(report, last_success))
+        write_atomically(path, render(report, last_success(report, path)))
     except OSError as error:
         raise MetricsError(f"cannot write the metrics file {path}: {error.strerror}") from error
 

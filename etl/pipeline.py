@@ -41,7 +41,7 @@ from .errors import (
     describe,
 )
 from .fetching import OrderedFetcher
-from .pacing import Pacer
+from .pacing import Allowance, Pacer
 from .paginator import PageWalk
 from .records import package_id_of, storable_values
 from .results import ChangeType, MassUpdate, RunCounts, RunResult, RunStatus, SchemaChanges
@@ -106,13 +106,16 @@ class Proof:
 class Hooks:
     """What tests, the demo and the CLI inject: the HTTP session, the sleep between retries, the
     monotonic clock that times the run, the wall clock whose times the run records, and
-    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored."""
+    `on_page(pages_done, total_pages or None)`, called after each page of a walk is stored; and the
+    rate-limit `allowance` of the run's token, which `sync --all` shares between the scopes of one token
+    (None: the run's own)."""
 
     http: requests.Session | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], datetime] = utc_now
     on_page: Callable[[int, int | None], None] = lambda done, total: None
+    allowance: Allowance | None = None
 
 
 def run_sync(settings: Settings, hooks: Hooks | None = None) -> RunResult:
@@ -142,12 +145,12 @@ def _engine_for(settings: Settings) -> Engine:
 def _locked_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     started = hooks.clock()
     clock = RunClock(hooks.wall_clock)
-    run_id = _record_start(engine, settings, clock)
+    run_id = record_start(engine, settings.scope.key, settings.api, clock)
     counts = RunCounts()
     try:
         return _run(engine, settings, hooks, counts, _Merge(settings, run_id, clock), started)
     except BaseException as error:
-        _record_failure(engine, run_id, counts, error, clock)
+        record_failure(engine, run_id, counts, error, clock)
         raise
 
 
@@ -156,30 +159,32 @@ def _dry_run(engine: Engine, settings: Settings, hooks: Hooks) -> RunResult:
     return _run(engine, settings, hooks, RunCounts(), _Rehearsal(settings), hooks.clock())
 
 
-def _record_start(engine: Engine, settings: Settings, clock: RunClock) -> int:
+def record_start(engine: Engine, scope: str, api: str, clock: RunClock) -> int:
+    """Record a run of `scope` as running, committed at once; called under the scope's run lock (a sync's
+    or a retire's), so any other run of the scope still marked running is dead and marked failed."""
     with Session(bind=engine) as session:
         store = Store(session)
         # Under the scope's run lock: no run of this scope records anything until we have started.
         clock.not_before(store.newest_recorded_time())
         now = clock.now()
-        abandoned = store.abandon_running(settings.scope.key, now)
+        abandoned = store.abandon_running(scope, now)
         if abandoned:
-            log.warning("marked %d abandoned run(s) of %s as failed", abandoned, settings.scope.key)
+            log.warning("marked %d abandoned run(s) of %s as failed", abandoned, scope)
         run_id = store.start_run(
-            scope=settings.scope.key,
-            api=settings.api,
+            scope=scope,
+            api=api,
             started_at=now,
             host=socket.gethostname(),
             pid=os.getpid(),
             **vars(RunCounts()),
         )
         session.commit()
-        scope = settings.scope.key
         log.info("run %d of %s started", run_id, scope, extra={"run_id": run_id, "scope": scope})
         return run_id
 
 
-def _record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
+def record_failure(engine: Engine, run_id: int, counts: RunCounts, error: BaseException, clock: RunClock) -> None:
+    """Record a run as failed, with why, on a connection of its own (the run's may be gone)."""
     message = _failure_message(error)
     try:
         with Session(bind=engine) as session:
@@ -249,7 +254,9 @@ def _run(
     """Every run, real or dry: walk, confirm, classify, decide; only `writes` differ."""
     with (
         engine.connect() as connection,
-        KatapultClient(settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock) as client,
+        KatapultClient(
+            settings, session=hooks.http, sleep=hooks.sleep, clock=hooks.clock, allowance=hooks.allowance
+        ) as client,
     ):
         try:
             writes.open(connection)
@@ -281,7 +288,7 @@ def _walk_and_decide(
     on_page: Callable[[int, int | None], None],
     writes: _Writes,
 ) -> Verdict:
-    with Session(bind=connection) as session, _discarded_if_interrupted(connection):
+    with Session(bind=connection) as session, discarded_if_interrupted(connection):
         store = Store(session)
         proof = _Walk(connection, session, store, client, settings, counts, on_page).with_proof()
         _copy_request_stats(client, counts)  # before the writes: the run's record counts the walk's requests
@@ -298,7 +305,7 @@ def _walk_and_decide(
 
 
 @contextlib.contextmanager
-def _discarded_if_interrupted(connection: Connection) -> Iterator[None]:
+def discarded_if_interrupted(connection: Connection) -> Iterator[None]:
     """A signal (SIGTERM from cron or systemd, Ctrl-C) can land in the middle of a database call, a
     COPY half sent: the connection's state is then unknown, and rolling it back fails and hides the
     interruption. It is thrown away instead; the database drops its transaction and temporary tables
@@ -327,17 +334,8 @@ class _Merge:
         # ("database is locked") instead of waiting while another scope's merge holds the write lock.
         session.commit()
         connection.execution_options(sqlite_begin="IMMEDIATE")
-        try:
-            store.lock_for_merge()
-            # Under the merge lock, which every writer of versions holds: nothing newer can be recorded meanwhile.
-            self.clock.not_before(store.newest_recorded_time())
+        with merging(session, store, self.clock):
             yield
-            session.commit()
-        except Exception:  # not an interruption: _discarded_if_interrupted throws that connection away
-            session.rollback()
-            _unlock_merge(store, session)
-            raise
-        _unlock_merge(store, session)
 
     def write(self, store: Store, verdict: Verdict, counts: RunCounts) -> None:
         now = self.clock.now()
@@ -358,6 +356,23 @@ class _Merge:
             schema_changes=None if verdict.schema_changes is None else str(verdict.schema_changes),
             **vars(counts),
         )
+
+
+@contextlib.contextmanager
+def merging(session: Session, store: Store, clock: RunClock) -> Iterator[None]:
+    """The merge's transaction, under the merge lock that every writer of versions holds: committed when
+    the block ends, rolled back if it raises; the lock let go either way."""
+    try:
+        store.lock_for_merge()
+        # Under the merge lock: nothing newer can be recorded meanwhile.
+        clock.not_before(store.newest_recorded_time())
+        yield
+        session.commit()
+    except Exception:  # not an interruption: discarded_if_interrupted throws that connection away
+        session.rollback()
+        _unlock_merge(store, session)
+        raise
+    _unlock_merge(store, session)
 
 
 def _unlock_merge(store: Store, session: Session) -> None:
@@ -604,8 +619,12 @@ def _fetch_in_order(walk: PageWalk, client: KatapultClient, per_page: int, concu
     """Pages in order, each checked by the walk; known pages are fetched up to `concurrency` at a time,
     fewer as Katapult's rate limit runs low."""
     pacer = Pacer(concurrency)
+    # Start at the pace the token's allowance was last seen at: by an earlier walk of this run, or by
+    # the run of another scope of the same token (`sync --all`).
+    pacer.observe(client.allowance.remaining, client.allowance.permitted)
     window = concurrency * READ_AHEAD_PER_FETCHER
     with OrderedFetcher(lambda number: client.fetch_page(number, per_page), concurrency, window) as fetcher:
+        fetcher.allow(pacer.allowed)
         fetcher.want(walk.start())
         while fetcher.pending:
             number, page = fetcher.next()

@@ -68,6 +68,16 @@ CATALOGUE_COLUMNS = (
 LAST_RUN = "last-run"
 # The changes a feed entry lists with their values; the rest of the run's are counted in its title.
 FEED_CHANGES_PER_RUN = 100
+# What `scopes` gives of each scope, in this order in JSON and CSV.
+SCOPE_COLUMNS = (
+    "scope",
+    "listed",
+    "last_run_id",
+    "last_run_status",
+    "last_run_finished_at",
+    "last_success_run_id",
+    "last_success_finished_at",
+)
 _AGE = re.compile(r"([0-9]+)([wdhm])")
 _AGE_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
@@ -168,6 +178,53 @@ def recent_runs(connection: Connection, limit: int | None) -> RecentRuns:
 def known_scopes(connection: Connection) -> list[str]:
     """The scopes this database has runs of, sorted."""
     return sorted(connection.execute(select(SyncRun.scope).distinct()).scalars())
+
+
+def scope_names(connection: Connection) -> list[str]:
+    """Every scope this database knows, sorted: those it has runs of, and those with listings (whose runs
+    may have been deleted)."""
+    listed = connection.execute(select(PackageListing.scope).distinct()).scalars()
+    return sorted({*known_scopes(connection), *listed})
+
+
+def scope_states(connection: Connection) -> list[dict[str, Any]]:
+    """`scopes`: each scope the database knows (SCOPE_COLUMNS), in name order: how many packages it lists
+    now, its last run and its last succeeded run (by id: ids grow with start)."""
+    counts = connection.execute(
+        select(PackageListing.scope, func.count())
+        .where(PackageListing.unlisted_at.is_(None))
+        .group_by(PackageListing.scope)
+    )
+    listed: dict[str, int] = {scope: count for scope, count in counts}
+    last = _newest_run_of_each_scope(connection, succeeded=False)
+    success = _newest_run_of_each_scope(connection, succeeded=True)
+    states = []
+    for scope in scope_names(connection):
+        run, won = last.get(scope, {}), success.get(scope, {})
+        states.append(
+            {
+                "scope": scope,
+                "listed": listed.get(scope, 0),
+                "last_run_id": run.get("id"),
+                "last_run_status": run.get("status"),
+                "last_run_finished_at": run.get("finished_at"),
+                "last_success_run_id": won.get("id"),
+                "last_success_finished_at": won.get("finished_at"),
+            }
+        )
+    return states
+
+
+def _newest_run_of_each_scope(connection: Connection, *, succeeded: bool) -> dict[str, dict[str, Any]]:
+    """Scope -> its newest run (of those that succeeded, when `succeeded`): id, status, finished_at."""
+    runs = SyncRun.__table__
+    newest = select(func.max(runs.c.id)).group_by(runs.c.scope)
+    if succeeded:
+        newest = newest.where(runs.c.status == RunStatus.SUCCEEDED)
+    rows = connection.execute(
+        select(runs.c.scope, runs.c.id, runs.c.status, runs.c.finished_at).where(runs.c.id.in_(newest))
+    ).mappings()
+    return {row["scope"]: dict(row) for row in rows}
 
 
 def check_scope(connection: Connection, scope: str | None) -> None:

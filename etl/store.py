@@ -474,6 +474,13 @@ class Store:
 
     def count_would_remove(self, scope: str) -> int:
         """Missing packages that no other scope lists either: what removal would mark removed."""
+        return self._count_listed_only_in(scope, self._unseen())
+
+    def count_listed_only_in(self, scope: str) -> int:
+        """Packages this scope lists that no other scope lists: what retiring the scope would remove."""
+        return self._count_listed_only_in(scope, true())
+
+    def _count_listed_only_in(self, scope: str, which: Any) -> int:
         listing = PackageListing.__table__
         elsewhere = listing.alias("elsewhere")
         listed_elsewhere = exists().where(
@@ -482,12 +489,23 @@ class Store:
             elsewhere.c.unlisted_at.is_(None),
         )
         return self.session.execute(
-            select(func.count()).select_from(listing).where(_listed_in(scope), self._unseen(), not_(listed_elsewhere))
+            select(func.count()).select_from(listing).where(_listed_in(scope), which, not_(listed_elsewhere))
         ).scalar_one()
 
     def remove_missing(self, scope: str, run_id: int, now: datetime) -> int:
         """Unlist what no walk saw; remove the packages no scope lists any more."""
         self._bulk_update(update(PackageListing).where(_listed_in(scope), self._unseen()).values(unlisted_at=now))
+        return self._remove_unlisted_everywhere(scope, run_id, now)
+
+    def unlist_scope(self, scope: str, run_id: int, now: datetime) -> tuple[int, int]:
+        """Unlist every package the scope lists (retiring it); remove the packages no scope lists any
+        more. Returns how many it unlisted, and how many of them it removed."""
+        unlisted = self._bulk_update(update(PackageListing).where(_listed_in(scope)).values(unlisted_at=now))
+        return unlisted, self._remove_unlisted_everywhere(scope, run_id, now)
+
+    def _remove_unlisted_everywhere(self, scope: str, run_id: int, now: datetime) -> int:
+        """Close the open version, and set removed_at, of each package this scope has unlisted that no
+        scope lists any more; returns how many packages that removed."""
         orphans = _unlisted_everywhere(scope)
         self._bulk_update(
             update(PackageSnapshot)
@@ -534,6 +552,11 @@ class Store:
         version = self.session.execute(select(func.max(PackageSnapshot.valid_from))).scalar_one()
         times = [time for time in (*newest, version) if time is not None]
         return max(times, default=None)
+
+    def last_api(self, scope: str) -> str | None:
+        """The API the newest run of `scope` read (None: it has no runs)."""
+        newest = select(SyncRun.api).where(SyncRun.scope == scope).order_by(SyncRun.id.desc()).limit(1)
+        return self.session.execute(newest).scalar()
 
     def start_run(self, **values: Any) -> int:
         run = SyncRun(status=RunStatus.RUNNING, **values)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import SyncRun
-from .reports import Catalogue, Change, ChangeFilter, PackageHistory, RecentRuns
+from .reports import SCOPE_COLUMNS, Catalogue, Change, ChangeFilter, PackageHistory, RecentRuns
 from .results import CHANGE_TYPES, ChangeType
 
 GAP = "  "
@@ -135,6 +135,34 @@ def _seconds(run: dict[str, Any]) -> str:
     if run["finished_at"] is None:
         return ""
     return f"{(run['finished_at'] - run['started_at']).total_seconds():.2f}"
+
+
+# -- katapult-etl scopes -------------------------------------------------------------------------------
+
+SCOPE_HEADERS = ("scope", "listed", "last_run", "status", "finished_at", "last_success", "succeeded_at")
+SCOPE_NUMBERS = (1, 2, 5)
+
+
+def scopes_output(states: list[dict[str, Any]], output: str) -> str:
+    return render(output, states, SCOPE_COLUMNS, lambda: scopes_table(states))
+
+
+def scopes_table(states: list[dict[str, Any]]) -> list[str]:
+    if not states:
+        return ["no scopes yet"]
+    rows = [
+        (
+            state["scope"],
+            state["listed"],
+            state["last_run_id"],
+            state["last_run_status"],
+            moment(state["last_run_finished_at"]),
+            state["last_success_run_id"],
+            moment(state["last_success_finished_at"]),
+        )
+        for state in states
+    ]
+    return aligned(SCOPE_HEADERS, rows, right=SCOPE_NUMBERS)
 
 
 # -- katapult-etl packages -------------------------------------------------------------------------------

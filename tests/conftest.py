@@ -78,7 +78,14 @@ class Cli:
         self.wall_clock: Callable[[], datetime] = utc_now
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
-        for name in ("DATABASE_URL", "KATAPULT_API_URL", "KATAPULT_API_TOKEN", "KATAPULT_API_KEY"):
+        for name in (
+            "DATABASE_URL",
+            "KATAPULT_API_URL",
+            "KATAPULT_API_TOKEN",
+            "KATAPULT_API_KEY",
+            "KATAPULT_ORGANIZATION",
+            "KATAPULT_ETL_CONFIG",
+        ):
             self._monkeypatch.delenv(name, raising=False)
         for name, value in (env or {}).items():
             self._monkeypatch.setenv(name, value)

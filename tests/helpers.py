@@ -206,15 +206,15 @@ def iso(instant) -> str:
 
 WAIT_SECONDS = 60  # the most any wait on another process may take; normally a fraction of a second
 
-# A Python process that takes the run lock of the database named in argv[1], says "locked", and keeps it
-# until its stdin closes.
+# A Python process that takes the run lock of the database named in argv[1], for the scope in argv[2], says
+# "locked", and keeps it until its stdin closes.
 HOLD_LOCK = """
 import sys
 import threading
 from etl.database import open_engine
 from etl.dialects import run_lock
 engine = open_engine(sys.argv[1])
-with run_lock(engine, sys.argv[1], "public"):
+with run_lock(engine, sys.argv[1], sys.argv[2]):
     print("locked", flush=True)
     sys.stdin.read()
 """
@@ -270,10 +270,36 @@ def recording_server(answer: Callable[[socket.socket], bytes]) -> Iterator[tuple
         listener.close()
 
 
-def hold_run_lock(database_url: str) -> subprocess.Popen[str]:
-    """Another process holding the run lock; it prints "locked" once it has it, and lets go when its stdin closes."""
+def run_lock_released(database_url: str) -> bool:
+    """Whether no process holds a run lock: the OS drops file locks at once; PostgreSQL ends the dead
+    client's session a moment after the kernel closes its socket."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        return True
+    held = query(
+        database_url,
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    return held == [(0,)]
+
+
+def other_sessions_waiting_on_a_lock(database_url: str) -> int:
+    [(waiting,)] = query(
+        database_url,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return waiting
+
+
+def hold_run_lock(database_url: str, scope: str = "public") -> subprocess.Popen[str]:
+    """Another process holding the run lock of `scope`, as a sync of it does; it prints "locked" once it has
+    it, and lets go when its stdin closes."""
     return subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, database_url, scope],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -286,13 +312,21 @@ def python_importing(folder: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
-    """Every leaf command, by its full name ("sync", "db upgrade", ...)."""
+    """Every command, by its full name ("sync", "db upgrade", "scopes", "scopes retire", ...): the leaves, and
+    a command whose actions are optional ("scopes" lists, "scopes retire" retires)."""
     found: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
-                found.update(subcommands(child, f"{prefix}{name} ") or {f"{prefix}{name}": child})
+                below = subcommands(child, f"{prefix}{name} ")
+                if not below or not _actions_required(child):
+                    found[f"{prefix}{name}"] = child
+                found.update(below)
     return found
+
+
+def _actions_required(parser: argparse.ArgumentParser) -> bool:
+    return any(isinstance(action, argparse._SubParsersAction) and action.required for action in parser._actions)
 
 
 # -- a migration killed half-way (MariaDB) ---------------------------------------------------------------
@@ -363,3 +397,13 @@ def _wait_until_gone(holder, thread: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"server thread {thread} still there after {WAIT_SECONDS} s")
+
+
+# -- the configuration file ----------------------------------------------------------------------------
+
+
+def write_config(folder: Path, text: str, name: str = "katapult-etl.toml") -> Path:
+    """A configuration file in `folder`, its TOML written as the test gives it."""
+    path = folder / name
+    path.write_text(text)
+    return path

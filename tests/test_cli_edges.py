@@ -17,7 +17,7 @@ SUPPORTED = "(use sqlite:///PATH, postgresql://…, mysql://… or mariadb://…
 PASSWORD = "hunter2"
 SECRET_URL = f"postgresql://admin:{PASSWORD}@db.internal/prod"
 # The arguments a command needs besides the ones under test.
-REQUIRED = {"history": ["rock-1"]}
+REQUIRED = {"history": ["rock-1"], "scopes retire": ["public"]}
 
 
 def words(command: str) -> list[str]:
@@ -197,7 +197,11 @@ def test_sync_json_prints_one_object_the_only_line_on_stdout(run, api, tmp_path)
 def test_global_options_work_before_the_command_too(run, api, tmp_path, command):
     database_url = f"sqlite:///{tmp_path / 'k.db'}"
     assert run("sync", "-q", "--database-url", database_url, "--api-url", api.url).exit_code == 0
-    extra = {"sync": ["--api-url", api.url], "demo": ["--database", str(tmp_path / "demo.db")]}.get(command, [])
+    extra = {
+        "sync": ["--api-url", api.url],
+        "demo": ["--database", str(tmp_path / "demo.db")],
+        "scopes retire": ["--allow-mass-removal"],
+    }.get(command, [])
 
     result = run("-q", "--log-format", "json", "--database-url", database_url, *words(command), *extra)
 
@@ -292,10 +296,11 @@ def test_an_overlapping_run_logs_a_warning_in_json(run, api, tmp_path):
         ["sync", "--help"],
         ["runs", "--help"],
         ["schema", "--help"],
+        ["scopes", "retire", "--help"],
         ["sync", "--dry"],
         ["sync", "--read-timeout", "0"],
     ],
-    ids=["help", "version", "sync-help", "runs-help", "schema-help", "usage-error", "bad-value"],
+    ids=["help", "version", "sync-help", "runs-help", "schema-help", "retire-help", "usage-error", "bad-value"],
 )
 def test_help_version_and_usage_errors_import_neither_sqlalchemy_nor_alembic(tmp_path, args):
     finished = python_importing(tmp_path, *args)
@@ -303,7 +308,17 @@ def test_help_version_and_usage_errors_import_neither_sqlalchemy_nor_alembic(tmp
     assert finished.stderr.splitlines()[-1] == ""
 
 
-@pytest.mark.parametrize("command", [["runs"], ["changes"], ["history", "rock-1"], ["db", "current"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs"],
+        ["changes"],
+        ["history", "rock-1"],
+        ["db", "current"],
+        ["scopes"],
+        ["scopes", "retire", "public", "--dry-run"],
+    ],
+)
 def test_the_query_commands_never_import_alembic(run, api, tmp_path, command):
     database_url = f"sqlite:///{tmp_path / 'k.db'}"
     assert run("sync", "-q", "--database-url", database_url, "--api-url", api.url).exit_code == 0

@@ -28,6 +28,8 @@ def test_the_commands_are_the_documented_ones():
         "packages",
         "runs",
         "schema",
+        "scopes",
+        "scopes retire",
         "sync",
     ]
     for name in COMMANDS:

@@ -213,6 +213,23 @@ def test_without_organization_only_public_packages(org_fake, session):
     assert {p["privacy"] for p in body["virtual_machine_packages"]} == {"public"}
 
 
+def test_an_organization_may_let_in_only_some_tokens(serve, session):
+    fake = serve(
+        tokens={TOKEN: {READ_SCOPE}, "tok_acme": {READ_SCOPE}},
+        organizations={"org_acme": {"sub_domain": "acme", "packages": [], "tokens": {"tok_acme"}}},
+    )
+    admitted = core(fake, session, headers={"Authorization": "Bearer tok_acme"}, **{"organization[id]": "org_acme"})
+    refused = core(fake, session, **{"organization[sub_domain]": "acme"})
+
+    assert admitted.status_code == 200
+    assert refused.status_code == 403
+    assert error_of(refused) == {
+        "code": "permission_denied",
+        "description": "The authenticated identity is not permitted to perform this action",
+        "detail": {},
+    }
+
+
 @pytest.mark.parametrize("lookup", [{"organization[id]": "org_nope"}, {"organization[sub_domain]": "nope"}])
 def test_unknown_organization(org_fake, session, lookup):
     response = core(org_fake, session, **lookup)
@@ -385,6 +402,17 @@ def test_rate_limit_headers_count_down_then_429(serve, session):
     fake.reset_rate_limit()
     response = core(fake, session)
     assert (response.status_code, response.headers["X-Ratelimit-Remaining"]) == (200, "2")
+
+
+def test_a_429_after_an_answer_said_nothing_was_left_is_counted_avoidable(serve, session):
+    fake = serve(rate_limit_permitted=2)
+    statuses = [core(fake, session).status_code for _ in range(4)]
+    fake.reset_rate_limit()  # a new minute: nothing said yet
+    fake.rate_limit_permitted = 0
+    first_of_a_minute = core(fake, session).status_code
+
+    assert (statuses, first_of_a_minute) == ([200, 200, 429, 429], 429)
+    assert fake.avoidable_429s == 2  # the third and fourth: the second answer had said 0 was left
 
 
 # --- faults -----------------------------------------------------------------

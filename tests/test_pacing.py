@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from etl.pacing import Pacer, pages_in_flight
+from etl.pacing import Allowance, Pacer, pages_in_flight
 from etl.testing.catalogue import synthetic_catalogue
 
 from .helpers import query, sqlite_url, sync
@@ -62,6 +62,32 @@ def test_the_pacer_without_headers_keeps_full_speed():
     pacer = Pacer(concurrency=4)
 
     assert (pacer.observe(None, None), pacer.allowed, pacer.remaining) == (False, 4, None)
+
+
+def test_an_allowance_spent_waits_for_the_rest_of_its_minute_once():
+    now = [100.0]
+    sleeps: list[float] = []
+    allowance = Allowance(sleeps.append, lambda: now[0])
+
+    allowance.observe(3, 600)
+    assert (allowance.wait_for_room(), allowance.remaining) == (0.0, 3)
+    allowance.observe(0, 600)  # seen at 100 s: the minute it counts is over by 160 s
+    now[0] = 115.0
+    assert (allowance.wait_for_room(), allowance.wait_for_room(), sleeps, allowance.remaining) == (
+        45.0,
+        0.0,
+        [45.0],
+        None,
+    )
+
+
+def test_an_allowance_seen_spent_over_a_minute_ago_does_not_wait():
+    now = [0.0]
+    allowance = Allowance(lambda seconds: None, lambda: now[0])
+    allowance.observe(0, 600)
+    now[0] = 61.0
+
+    assert allowance.wait_for_room() == 0.0
 
 
 @pytest.fixture

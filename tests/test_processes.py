@@ -25,7 +25,9 @@ from .helpers import (
     catalogue_tables,
     current_versions,
     expected_catalogue,
+    other_sessions_waiting_on_a_lock,
     query,
+    run_lock_released,
     runs,
     sync_in_fives,
     wait_until,
@@ -105,19 +107,6 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
-def run_lock_released(database_url: str) -> bool:
-    """Whether no process holds a run lock: the OS drops file locks at once; PostgreSQL ends the dead
-    client's session a moment after the kernel closes its socket."""
-    if make_url(database_url).get_backend_name() != "postgresql":
-        return True
-    held = query(
-        database_url,
-        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    return held == [(0,)]
-
-
 @pytest.fixture
 def changed_catalogue(cli, database_url, api):
     """A synced database, and an API whose catalogue has since changed: a run that landed would show."""
@@ -193,15 +182,6 @@ def test_a_run_stopped_during_its_merge_changes_nothing_and_exits_143(database_u
         blocker.close()
     assert catalogue_tables(database_url) == before
     assert runs(database_url) == [*runs_before, ("failed", "interrupted: the run was stopped before it finished")]
-
-
-def other_sessions_waiting_on_a_lock(database_url: str) -> int:
-    [(waiting,)] = query(
-        database_url,
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    return waiting
 
 
 def test_a_second_run_of_the_same_scope_exits_75_at_once(database_url, api, gate, tmp_path):

@@ -5,8 +5,8 @@ section with DATABASE_URL=sqlite:///demo.db, and every SQL block that has an out
 (as `sqlite3 -header -column` prints it), and compares each with the README. Times, the seconds a
 run took, the database's identity in the Atom feed's ids and the release in its generator differ from
 run to run and are masked on both sides; everything else must be the same.
-The sync command's summary line, its JSON log lines and the metrics file the README shows are held to
-real runs too.
+The sync command's summary line, its JSON log lines, the metrics file and the `scopes` examples the README
+shows are held to real runs too.
 """
 
 from __future__ import annotations
@@ -180,3 +180,26 @@ def test_the_json_log_lines_are_what_the_readme_shows(cli, api, tmp_path):
 
     assert all(record in _records(second.err) for record in _records(a_run))
     assert _records(refused) == _records(failed.err)[-1:]
+
+
+def test_the_scopes_examples_are_what_the_readme_shows(cli, api, tmp_path):
+    from etl.testing.catalogue import synthetic_catalogue
+    from etl.testing.fakeapi import DEFAULT_TOKEN
+
+    command, _, listing = _block_after("with no scope the table says").partition("\n")
+    retire, _, retired = _block_after("`unchanged` those another scope still lists:").partition("\n")
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    token = {"KATAPULT_API_TOKEN": DEFAULT_TOKEN}
+    acme = ("--organization-id", "org_acme")
+    # public; acme with its 3 private packages and the 20 public ones; acme again, now gone (404).
+    api.organizations = {"org_acme": {"packages": synthetic_catalogue(3, seed=3, privacy="private")}}
+    assert cli("sync", "--database-url", url, "--api-url", api.url).exit_code == 0
+    assert cli("sync", "--database-url", url, "--api-url", api.url, *acme, env=token).exit_code == 0
+    api.organizations = {}
+    assert cli("sync", "--database-url", url, "--api-url", api.url, *acme, env=token).exit_code == 1
+
+    scopes = cli(*shlex.split(command.removeprefix("$ katapult-etl ")), "--database-url", url)
+    retired_now = cli(*shlex.split(retire.removeprefix("$ katapult-etl ")), "--database-url", url)
+
+    assert masked(scopes.out) == masked(listing)
+    assert SECONDS.sub("seconds=S", retired_now.out) == SECONDS.sub("seconds=S", retired)

@@ -16,7 +16,16 @@ from etl.pipeline import Hooks, run_sync
 from etl.results import MassUpdate, SchemaChanges
 from etl.store import Store
 
-from .helpers import current_versions, expected_catalogue, query, scalar, sync, sync_ok, warning_metrics
+from .helpers import (
+    current_versions,
+    expected_catalogue,
+    query,
+    scalar,
+    sync,
+    sync_ok,
+    warning_metrics,
+    write_config,
+)
 
 NEW_KEY_WARNING = (
     "katapult-etl: WARNING keys changed in the packages of public: {keys} (+ no current version had it; "
@@ -100,6 +109,32 @@ def test_removing_a_key_from_the_list_opens_none(cli, database_url, api):
     assert (result.exit_code, result.err) == (0, "")
     assert versions(database_url) == 20
     assert recorded(database_url) == [(0, 0, None), (0, 20, ""), (0, 20, "")]
+
+
+def test_ignore_keys_in_the_configuration_file_and_a_flag_that_replaces_them(cli, database_url, api, tmp_path):
+    path = write_config(tmp_path, '[sync]\nignore_keys = ["launch_price"]\n')
+    sync_ok(cli, database_url, api)
+    give_every_package(api, "launch_price", 10)
+
+    from_file = sync(cli, database_url, api, "--config", str(path))
+    give_every_package(api, "launch_price", 12)
+    replaced = sync(cli, database_url, api, "--config", str(path), "--ignore-key", "icon.token")
+
+    assert (from_file.exit_code, from_file.err) == (0, NEW_KEY_WARNING.format(keys="+launch_price"))
+    assert (replaced.exit_code, replaced.err) == (0, MASS_UPDATE_WARNING.format(updated=20))
+    assert recorded(database_url) == [(0, 0, None), (0, 20, "+launch_price"), (20, 0, "")]
+
+
+def test_a_bad_key_in_the_file_is_a_usage_error_naming_it(cli, tmp_path, api):
+    path = write_config(tmp_path, '[sync]\nignore_keys = ["memory_in_gb"]\n')
+
+    result = sync(cli, f"sqlite:///{tmp_path / 'k.db'}", api, "--config", str(path))
+
+    assert (result.exit_code, result.out) == (2, "")
+    assert result.err == (
+        "katapult-etl: --ignore-key 'memory_in_gb': that key is kept in a column of its own (or holds some), "
+        "so its change always makes a new version\n"
+    )
 
 
 def test_a_real_change_while_the_ignored_key_changes_too_opens_exactly_one_version(cli, database_url, api):

@@ -230,6 +230,10 @@ class FakeKatapult:
         self.url = ""
         self._faults: list[Fault] = []
         self._used = 0  # requests counted against the rate limit
+        # Whether an answer of this minute has already said X-Ratelimit-Remaining: 0. A 429 after that is
+        # one the client could have avoided by waiting for the next minute: counted in avoidable_429s.
+        self._told_spent = False
+        self.avoidable_429s = 0
         self._in_flight = 0
         self.peak_in_flight = 0  # the most requests the server was answering at one time
         self._lock = threading.Lock()
@@ -294,6 +298,7 @@ class FakeKatapult:
         """Count requests against the rate limit from `used` (0: a fresh minute) again."""
         with self._lock:
             self._used = used
+            self._told_spent = False
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         """Remember or forget an open client connection."""
@@ -325,6 +330,9 @@ class FakeKatapult:
             over_limit = self._used > self.rate_limit_permitted
             remaining = max(0, self.rate_limit_permitted - self._used)
             fault = self._take_fault(_request_page(query))
+            if over_limit and fault is None and self._told_spent:
+                self.avoidable_429s += 1
+            self._told_spent = self._told_spent or remaining == 0
         headers = {"X-Ratelimit-Permitted": str(self.rate_limit_permitted), "X-Ratelimit-Remaining": str(remaining)}
         if self.latency:
             time.sleep(self.latency)
@@ -366,12 +374,12 @@ class FakeKatapult:
             raise self._error("rate_limit_reached")
         if req.path == PUBLIC_PATH:
             return self._page_body(req.query, "packages", self.packages, [])
-        self._authenticate(req.headers)
-        extra = self._organization_packages(req.query)
+        token = self._authenticate(req.headers)
+        extra = self._organization_packages(req.query, token)
         return self._page_body(req.query, "virtual_machine_packages", self.packages, extra)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
-        """Bearer token with the read scope, or the matching Katapult error."""
+    def _authenticate(self, headers: dict[str, str]) -> str:
+        """Bearer token with the read scope (returned), or the matching Katapult error."""
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise ApiError("missing_api_token")
@@ -380,9 +388,11 @@ class FakeKatapult:
             raise ApiError("invalid_api_token")
         if READ_SCOPE not in scopes:
             raise ApiError("scope_not_granted", detail={"scopes": [READ_SCOPE]})
+        return auth[7:].strip()
 
-    def _organization_packages(self, query: dict[str, str]) -> list[dict[str, Any]]:
-        """The private packages of the organization named in the query ([] when none is named)."""
+    def _organization_packages(self, query: dict[str, str], token: str) -> list[dict[str, Any]]:
+        """The private packages of the organization named in the query ([] when none is named). An
+        organization with a "tokens" set lets only those tokens in: any other is permission_denied."""
         org_id, sub_domain = query.get("organization[id]"), query.get("organization[sub_domain]")
         if org_id is not None and sub_domain is not None:
             raise _invalid_argument("organization", "only one of id or sub_domain may be provided", None)
@@ -390,6 +400,8 @@ class FakeKatapult:
             return []
         for key, org in self.organizations.items():
             if key == org_id or (sub_domain is not None and org.get("sub_domain") == sub_domain):
+                if "tokens" in org and token not in org["tokens"]:
+                    raise ApiError("permission_denied")
                 packages: list[dict[str, Any]] = org.get("packages", [])
                 return packages
         raise ApiError("organization_not_found")
