@@ -196,6 +196,15 @@ def add_sync_command(commands: Commands, common: argparse.ArgumentParser) -> Non
         help="let this run remove more than half of the scope's packages",
     )
     sync.add_argument(
+        "--ignore-key",
+        action="append",
+        default=None,
+        dest="ignore_keys",
+        metavar="KEY",
+        help="a key (or dotted nested key, e.g. icon.token) kept in raw whose change alone makes no new version; "
+        "repeatable",
+    )
+    sync.add_argument(
         "--metrics-file",
         type=Path,
         metavar="PATH",
@@ -252,10 +261,10 @@ def add_db_command(commands: Commands, common: argparse.ArgumentParser) -> None:
     current.set_defaults(command=cmd_db_current)
 
 
-def output_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--format and --json, which every command that reads the history takes."""
+def output_options(common: argparse.ArgumentParser, *, atom: bool = False) -> argparse.ArgumentParser:
+    """--format and --json, which every command that reads the history takes; `changes` has an Atom feed too."""
     # etl.tables.OUTPUT_FORMATS, written out: importing etl.tables would load SQLAlchemy for --help.
-    formats = ("table", "json", "jsonl", "csv")
+    formats = ("table", "json", "jsonl", "csv", *(("atom",) if atom else ()))
     output = argparse.ArgumentParser(add_help=False, parents=[common], allow_abbrev=False)
     shape = output.add_mutually_exclusive_group()
     shape.add_argument(
@@ -263,7 +272,8 @@ def output_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
         choices=formats,
         default="table",
         dest="output",
-        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row",
+        help="a table for people (default); a JSON array, one JSON object a line, or CSV with a header row"
+        + ("; an Atom 1.0 feed, one entry per run" if atom else ""),
     )
     shape.add_argument(
         "--json", action="store_const", const="json", default="table", dest="output", help="the same as --format json"
@@ -290,7 +300,10 @@ def add_query_commands(commands: Commands, common: argparse.ArgumentParser) -> N
     history.set_defaults(command=cmd_history)
     history.add_argument("package", metavar="PACKAGE", help="a package id, permalink or name (any case)")
     changes = _command_parser(
-        commands, "changes", parents=[output], help="packages created, updated, removed, restored"
+        commands,
+        "changes",
+        parents=[output_options(common, atom=True)],
+        help="packages created, updated, removed, restored",
     )
     changes.set_defaults(command=cmd_changes)
     changes.add_argument(
@@ -506,6 +519,8 @@ def summary_of(result: RunResult) -> dict[str, object]:
         "status": "dry run" if result.dry_run else result.status,
         "exit_code": result.exit_code,
         **vars(result.counts),
+        "schema_changes": None if result.schema_changes is None else str(result.schema_changes),
+        "mass_update": result.mass_update is not None,
         "seconds": round(result.seconds, 3),
     }
 
@@ -592,6 +607,11 @@ def cmd_changes(args: argparse.Namespace, hooks: Hooks | None) -> int:
         reports.check_scope(connection, args.scope)
         run_ids = reports.last_succeeded_runs(connection, args.scope) if last_run else None
         wanted = reports.ChangeFilter(since=since, run_ids=run_ids, scope=args.scope, types=args.type)
+        if args.output == "atom":
+            from .feed import atom
+
+            sys.stdout.write(atom(reports.change_feed(connection, wanted)))
+            return 0
         changes = reports.find_changes(connection, wanted)
     sys.stdout.write(tables.changes_output(changes, args.output, tables.no_changes(wanted)))
     return 0
@@ -638,9 +658,14 @@ def retirement_line(retired: Retirement) -> str:
 def cmd_notify(args: argparse.Namespace, hooks: Hooks | None) -> int:
     from .runplan import notify_targets
 
-    targets = notify_targets(args.notify_url)  # first: a bad URL is a usage error before anything is imported
+    targets = notify_targets(
+        args.notify_url, args.config_file
+    )  # first: a bad URL is a usage error before anything is imported
     if not targets:
-        raise ConfigError("notify needs the targets to deliver to: give --notify-url URL (repeatable)")
+        raise ConfigError(
+            "notify needs the targets to deliver to: give --notify-url URL (repeatable), "
+            "or a configuration file with notify"
+        )
     from .delivery import notify
     from .errors import NotificationError
     from .webhooks import WebhookSender

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .records import ignored_key_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///katapult.db"
 DEFAULT_API_URL = "https://api.katapult.io"
@@ -159,8 +160,14 @@ class Settings:
     dry_run: bool = False
     # Webhooks each run with changes notifies (--notify-url), and that `katapult-etl notify` delivers to.
     notify: tuple[NotifyTarget, ...] = ()
+    # Keys (dotted paths) still stored in `raw` whose change alone makes no new version: --ignore-key.
+    ignore_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for key in self.ignore_keys:
+            problem = ignored_key_problem(key)
+            if problem:
+                raise ConfigError(f"--ignore-key {key!r}: {problem}")
         if not 1 <= self.per_page <= MAX_PER_PAGE:
             raise ConfigError(f"--per-page must be between 1 and {MAX_PER_PAGE}, not {self.per_page}")
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:

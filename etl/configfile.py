@@ -133,6 +133,7 @@ SYNC_KEYS: dict[str, Kind] = {
     "json": FLAG,
     "if_locked": Choice(IF_LOCKED),
     "pushgateway": TEXT,
+    "ignore_keys": ListOf(TEXT),
 }
 SCOPE_KEYS: dict[str, Kind] = {
     "name": TEXT,
@@ -141,14 +142,18 @@ SCOPE_KEYS: dict[str, Kind] = {
     "token_file": TEXT,
     "token_env": TEXT,
 }
+# A webhook of `notify = [{url = "…", secret_file = "…"}]`; not labelled by its URL in messages: a
+# URL may carry credentials.
+NOTIFY_KEYS: dict[str, Kind] = {"url": TEXT, "secret_file": TEXT}
 FILE_KEYS: dict[str, Kind] = {
     "database_url": TEXT,
     "api_url": TEXT,
     "sync": Table(SYNC_KEYS),
     "scopes": Tables(SCOPE_KEYS, label="name"),
+    "notify": Tables(NOTIFY_KEYS),
 }
 # Paths in the file are read relative to the file's folder, wherever the command runs.
-PATH_KEYS = frozenset({"token_file", "metrics_file"})
+PATH_KEYS = frozenset({"token_file", "metrics_file", "secret_file"})
 # Keys that would put a token in the file: refused with a message that says why and what to write instead.
 TOKEN_KEYS = frozenset({"token", "api_token", "api_key", "katapult_api_token", "katapult_api_key"})
 
@@ -165,12 +170,21 @@ class ScopeEntry:
 
 
 @dataclass(frozen=True)
+class NotifyEntry:
+    """One webhook of `notify`: its URL, and the file holding the secret that signs it (None: unsigned)."""
+
+    url: str
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     path: Path
     database_url: str | None
     api_url: str | None
     sync: Mapping[str, Any]
     scopes: tuple[ScopeEntry, ...]
+    notify: tuple[NotifyEntry, ...] = ()
 
     def scope(self, name: str) -> ScopeEntry:
         for entry in self.scopes:
@@ -213,6 +227,7 @@ def load(path: Path) -> ConfigFile:
         api_url=document.get("api_url"),
         sync=sync,
         scopes=_scopes(path, document.get("scopes", []), folder),
+        notify=_webhooks(path, document.get("notify", []), folder),
     )
 
 
@@ -273,6 +288,15 @@ def _scopes(path: Path, entries: list[dict[str, Any]], folder: Path) -> tuple[Sc
         _check_scope(f"{path}: scope '{name}':", scope)
         scopes.append(scope)
     return tuple(scopes)
+
+
+def _webhooks(path: Path, entries: list[dict[str, Any]], folder: Path) -> tuple[NotifyEntry, ...]:
+    webhooks: list[NotifyEntry] = []
+    for number, entry in enumerate(entries, start=1):
+        if "url" not in entry:
+            raise ConfigError(f'{path}: notify[{number}]: every webhook needs a url (url = "https://…")')
+        webhooks.append(NotifyEntry(**{key: _resolved(key, value, folder) for key, value in entry.items()}))
+    return tuple(webhooks)
 
 
 def _check_scope(where: str, scope: ScopeEntry) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from .config import mask_password
 from .errors import ConfigError, MetricsError
-from .results import ChangeType, RunCounts, RunResult, RunStatus
+from .results import ChangeType, RunCounts, RunResult, RunStatus, SchemaChanges
 
 PREFIX = "katapult_etl"
 STATUSES = (RunStatus.SUCCEEDED, RunStatus.INCOMPLETE, RunStatus.FAILED)
@@ -44,6 +44,8 @@ class RunReport:
     seconds: float
     counts: RunCounts | None = None
     notifications: PendingNotifications | None = None
+    schema_changes: SchemaChanges | None = None
+    mass_update: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,17 @@ def report_of(result: RunResult, seconds: float, finished_at: float) -> RunRepor
         oldest = result.notifications.oldest_created_at
         age = 0.0 if oldest is None else max(0.0, finished_at - oldest.timestamp())
         pending = PendingNotifications(result.notifications.pending, age)
-    return RunReport(result.scope, result.status, result.exit_code, finished_at, seconds, result.counts, pending)
+    return RunReport(
+        result.scope,
+        result.status,
+        result.exit_code,
+        finished_at,
+        seconds,
+        result.counts,
+        pending,
+        result.schema_changes,
+        result.mass_update is not None,
+    )
 
 
 def check_metrics_path(path: Path, dry_run: bool) -> None:
@@ -151,9 +163,27 @@ def render(report: RunReport, last_success: float | None) -> str:
     ]
     if report.counts is not None:
         blocks += _count_gauges(scope, report.counts)
+        blocks += _warning_gauges(scope, report)
     if report.notifications is not None:
         blocks += _notification_gauges(scope, report.notifications)
     return "".join(blocks)
+
+
+def _warning_gauges(scope: str, report: RunReport) -> list[str]:
+    """What the run warned of: keys added to or gone from the packages, and an update of half the scope."""
+    schema = report.schema_changes or SchemaChanges()
+    return [
+        _gauge(
+            "schema_changes",
+            "Keys the last run found new in the packages, or gone from them (sync_runs.schema_changes).",
+            [(f'{scope},change="added"', len(schema.added)), (f'{scope},change="removed"', len(schema.removed))],
+        ),
+        _gauge(
+            "mass_update",
+            "1 when the last run updated more than half of the scope's listed packages, else 0.",
+            [(scope, int(report.mass_update))],
+        ),
+    ]
 
 
 def _count_gauges(scope: str, counts: RunCounts) -> list[str]:

@@ -65,10 +65,15 @@ class PackageAttributes:
     icon_file_size: Mapped[int | None] = mapped_column(BigInteger, comment="the icon's file size; NULL without one")
     icon_digest: Mapped[str | None] = mapped_column(LongText, comment="the icon's digest; NULL without one")
     content_hash: Mapped[str] = mapped_column(
-        String(64), comment="SHA-256 of the package's JSON as received, canonical (sorted keys)"
+        String(64), comment="SHA-256 of the package's JSON as last received, canonical (sorted keys)"
     )
 
 
+SCHEMA_CHANGES = (
+    "keys (dotted paths) the run's packages had that none of the scope's current versions had (`+`), and keys "
+    "they all had that none of the run's packages had (`-`), sorted, comma-separated: `+launch_price,-icon.token`; "
+    "empty when none; NULL when not compared (a scope's first run, a run that failed or is running)"
+)
 # Shared by packages and package_snapshots.
 GROUP_ID = "the package's group, a `package_groups.id`; NULL where the API sent no group"
 SCOPE = "`public`, `organization[id]=…` or `organization[sub_domain]=…`"
@@ -150,6 +155,10 @@ class SyncRun(Base):
     error: Mapped[str | None] = mapped_column(LongText, comment="why the run failed, or why it is `incomplete`")
     host: Mapped[str | None] = mapped_column(String(255), comment="the host the run ran on")
     pid: Mapped[int | None] = mapped_column(BigInteger, comment="the process id the run ran as")
+    schema_changes: Mapped[str | None] = mapped_column(
+        LongText,
+        comment=SCHEMA_CHANGES,
+    )
 
     __table_args__ = (
         CheckConstraint(f"status IN ({', '.join(repr(status.value) for status in RunStatus)})", name="status"),
@@ -216,7 +225,12 @@ class PackageSnapshot(PackageAttributes, Base):
     valid_to: Mapped[datetime | None] = mapped_column(comment="until when; NULL for the current version")
     group_id: Mapped[str | None] = mapped_column(Key, comment=GROUP_ID)
     group_name: Mapped[str | None] = mapped_column(LongText, comment="the group's name as this version saw it")
-    raw: Mapped[dict[str, Any]] = mapped_column(comment="the package's JSON as received, unknown keys included")
+    raw: Mapped[dict[str, Any]] = mapped_column(
+        comment=(
+            "the package's JSON as last received while this version was current, unknown keys included "
+            "(a change only of keys given to `--ignore-key` updates it, and `content_hash`, in place)"
+        )
+    )
     changed_fields: Mapped[str | None] = mapped_column(
         LongText,
         comment=(

@@ -45,6 +45,7 @@ class RunSummary:
     finished_at: datetime
     counts: RunCounts
     reason: str | None = None  # why the run is incomplete; None when it succeeded
+    warnings: tuple[str, ...] = ()  # what the run warned of: keys added or gone, a mass update
 
 
 def changed_anything(counts: RunCounts) -> bool:
@@ -85,6 +86,7 @@ def summary_text(run: RunSummary, listed: Sequence[PackageChange], left_out: int
     lines = [f"katapult-etl run {run.run_id} of {run.scope}: {counts}"]
     if run.reason:
         lines.append(f"(run {run.status}: {run.reason})")
+    lines += [f"⚠ {warning}" for warning in run.warnings]
     lines += [f"• {_change_line(change)}" for change in listed[:TEXT_CHANGES]]
     more = len(listed) - TEXT_CHANGES + left_out
     if more > 0:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import requests
 from sqlalchemy import Engine
@@ -35,6 +35,7 @@ from .config import Settings
 from .database import head_revision, known_revision, open_engine, upgrade
 from .delivery import deliver_pending
 from .dialects import run_lock
+from .drift import ChangedKeys, schema_changes
 from .errors import (
     DatabaseError,
     EtlError,
@@ -47,7 +48,7 @@ from .pacing import Allowance, Pacer
 from .paginator import PageWalk
 from .payload import MAX_CHANGES, RunSummary, build_payload, changed_anything
 from .records import package_id_of, storable_values
-from .results import ChangeType, NotificationBacklog, RunCounts, RunResult, RunStatus
+from .results import ChangeType, MassUpdate, NotificationBacklog, RunCounts, RunResult, RunStatus, SchemaChanges
 from .store import Store
 from .urls import sqlite_path
 from .webhooks import WebhookSender
@@ -236,6 +237,8 @@ class Verdict:
 
     removal: RemovalDecision
     reason: str | None
+    schema_changes: SchemaChanges | None = None
+    mass_update: MassUpdate | None = None
 
     @property
     def status(self) -> RunStatus:
@@ -291,6 +294,8 @@ def _run(
         dry_run=writes.run_id is None,  # only a dry run has no sync_runs row
         reason=verdict.reason,
         mass_removal_refused=verdict.removal.refused,
+        schema_changes=verdict.schema_changes,
+        mass_update=verdict.mass_update,
     )
 
 
@@ -308,8 +313,12 @@ def _walk_and_decide(
         _copy_request_stats(client, counts)  # before the writes: the run's record counts the walk's requests
         with writes.deciding(connection, session, store):
             _apply_classification(counts, store.classify())
+            listed = store.count_listed(settings.scope.key)  # before the merge: what the scope listed
+            changed = _settle_changed_packages(store, settings, counts, listed)
+            schema = _schema_changes(store, settings.scope.key, changed, listed)
             removal = _removal_decision(store, settings, proof)
-            verdict = Verdict(removal, _run_reason(proof.outcome, removal))
+            mass_update = _mass_update(settings, counts, listed)
+            verdict = Verdict(removal, _run_reason(proof.outcome, removal), schema, mass_update)
             writes.write(store, verdict, counts)
     return verdict
 
@@ -354,21 +363,54 @@ class _Merge:
         store.close_versions_of_updated(self.run_id, now)
         store.upsert_packages(now, unchanged=counts.unchanged)
         store.insert_versions(self.run_id, now)
+        store.refresh_in_place(now)
         store.upsert_listings(scope, now)
         if verdict.removes:
             counts.removed = store.remove_missing(scope, self.run_id, now)
         finished_at = self.clock.now()
         store.finish_run(
-            self.run_id, status=verdict.status, finished_at=finished_at, error=verdict.reason, **vars(counts)
+            self.run_id,
+            status=verdict.status,
+            finished_at=finished_at,
+            error=verdict.reason,
+            schema_changes=None if verdict.schema_changes is None else str(verdict.schema_changes),
+            **vars(counts),
         )
         if self.settings.notify and changed_anything(counts):
             # In the merge's transaction: no change lands without its notification, none tells of a rollback.
             summary = RunSummary(
-                self.run_id, scope, self.settings.api, verdict.status, finished_at, counts, verdict.reason
+                self.run_id,
+                scope,
+                self.settings.api,
+                verdict.status,
+                finished_at,
+                counts,
+                verdict.reason,
+                _warnings(verdict),
             )
-            payload = build_payload(summary, outbox.run_changes(store.session, self.run_id, MAX_CHANGES))
+            changes = outbox.run_changes(store.session, self.run_id, MAX_CHANGES)
+            payload = build_payload(summary, changes, _warning_fields(verdict))
             urls = [target.stored_url for target in self.settings.notify]
             outbox.add_notifications(store.session, self.run_id, urls, payload, finished_at)
+
+
+def _warnings(verdict: Verdict) -> tuple[str, ...]:
+    """What a notification's text says beside the changes: keys added or gone, a mass update."""
+    warnings = []
+    if verdict.schema_changes:
+        warnings.append(f"keys changed in the packages: {verdict.schema_changes}")
+    if verdict.mass_update is not None:
+        warnings.append(str(verdict.mass_update))
+    return tuple(warnings)
+
+
+def _warning_fields(verdict: Verdict) -> dict[str, Any]:
+    """The payload's `schema_changes` (as sync_runs has it; null when none) and `mass_update`."""
+    mass = verdict.mass_update
+    return {
+        "schema_changes": str(verdict.schema_changes) if verdict.schema_changes else None,
+        "mass_update": None if mass is None else {"updated": mass.updated, "listed": mass.listed},
+    }
 
 
 @contextlib.contextmanager
@@ -428,6 +470,51 @@ def _removal_decision(store: Store, settings: Settings, proof: Proof) -> Removal
         )
         return RemovalDecision(False, missing, reason, refused=True)
     return RemovalDecision(True, missing)
+
+
+def _settle_changed_packages(store: Store, settings: Settings, counts: RunCounts, listed: int) -> ChangedKeys | None:
+    """Judge the packages classify() found changed or new, with their previous versions, in one streamed
+    read: an update only in ignored keys becomes a refresh of the current version, not a new version.
+    None when there is nothing to judge: a scope's first run without --ignore-key (all its packages are
+    new to it, and its keys have nothing to be compared with)."""
+    if not listed and not settings.ignore_keys:
+        return None
+    changed = ChangedKeys(settings.ignore_keys)
+    for package_id, change, staged_json, previous in store.changes_with_previous():
+        changed.judge(package_id, change, staged_json, previous)
+    store.refresh_instead_of_update(changed.refreshed)
+    counts.updated -= len(changed.refreshed)
+    counts.unchanged += len(changed.refreshed)
+    return changed
+
+
+def _schema_changes(store: Store, scope: str, changed: ChangedKeys | None, listed: int) -> SchemaChanges | None:
+    """The keys the scope's packages gained or lost, said in one warning; None when not compared (the
+    scope's first run). The scope's current versions are read only when a changed package's keys differ
+    from its previous version's, or a package is new."""
+    if changed is None or not listed:
+        return None
+    if not changed.scope_needed:
+        return SchemaChanges()
+    found = schema_changes(changed, store.current_versions_of_scope(scope))
+    if found:
+        log.warning(
+            "keys changed in the packages of %s: %s (+ no current version had it; - every one had it, no package "
+            "has it now); recorded in sync_runs.schema_changes",
+            scope,
+            found,
+            extra={"schema_changes": str(found)},
+        )
+    return found
+
+
+def _mass_update(settings: Settings, counts: RunCounts, listed: int) -> MassUpdate | None:
+    """More than half of the scope's listed packages updated at once: said, not refused (the data is true)."""
+    if not listed or counts.updated * 2 <= listed:
+        return None
+    found = MassUpdate(counts.updated, listed, settings.scope.key)
+    log.warning("%s", found, extra={"updated": found.updated, "listed": found.listed})
+    return found
 
 
 def _run_reason(outcome: WalkOutcome, removal: RemovalDecision) -> str | None:

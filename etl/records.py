@@ -257,3 +257,91 @@ def _printable(text: str) -> str:
 def _is_allowed(found: type, kind: type) -> bool:
     # `is`, not issubclass: JSON true must not pass as the whole number 1.
     return found is type(None) or found is kind
+
+
+# -- keys: what schema drift compares, and what --ignore-key leaves out of a version ------------------
+
+# The keys katapult-etl keeps in columns (and `id`), as dotted paths, and the objects that hold some.
+COLUMN_KEYS = frozenset({"id", *(f"{prefix}{key}" for prefix, key, _ in _FIELDS_BY_COLUMN), "group", "icon"})
+
+
+def key_paths(raw: Any) -> frozenset[str]:
+    """Every key of a package as a dotted path (`icon`, `icon.url`), nested objects included; a list's
+    items are values, not keys. A key that itself holds a dot reads as a path (it is one, to the user)."""
+    paths: set[str] = set()
+    _collect_paths(raw, "", paths)
+    return frozenset(paths)
+
+
+def _collect_paths(value: Any, prefix: str, paths: set[str]) -> None:
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        paths.add(path)
+        if isinstance(item, dict):
+            _collect_paths(item, f"{path}.", paths)
+
+
+def ignored_key_problem(key: str) -> str | None:
+    """Why `key` cannot be an --ignore-key (None: it can): it must be a dotted path of non-empty parts,
+    and not a key katapult-etl keeps in a column, whose change always opens a version."""
+    if not key or key != key.strip() or any(not part for part in key.split(".")):
+        return "give a key, or a dotted path to a nested key (icon.token)"
+    if key in COLUMN_KEYS:
+        return "that key is kept in a column of its own (or holds some), so its change always makes a new version"
+    return None
+
+
+def key_tree(paths: Iterable[str]) -> dict[str, Any]:
+    """Dotted paths as nested dicts, a leaf as None: {"launch_price": None, "icon": {"token": None}}."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            child = node.setdefault(part, {})
+            if child is None:  # a whole object is ignored already: its keys go with it
+                break
+            node = child
+        else:
+            node[leaf] = None
+    return tree
+
+
+def without_keys(raw: Any, tree: dict[str, Any]) -> Any:
+    """`raw` without the keys of `tree` (from key_tree); the rest as it is."""
+    if not tree or not isinstance(raw, dict):
+        return raw
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in tree:
+            kept[key] = value
+        elif tree[key] is not None:
+            kept[key] = without_keys(value, tree[key])
+    return kept
+
+
+def same_json(first: Any, second: Any) -> bool:
+    """Whether two JSON values are the same content: numbers by value (PostgreSQL's jsonb gives 1e2 back
+    as 100), but true is never 1 and "1" never 1, as Python's == would have it."""
+    kind = _json_kind(first)
+    if kind != _json_kind(second):
+        return False
+    if kind == "object":
+        return first.keys() == second.keys() and all(same_json(first[key], second[key]) for key in first)
+    if kind == "array":
+        return len(first) == len(second) and all(map(same_json, first, second))
+    return bool(first == second)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__  # str, NoneType

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -66,6 +66,8 @@ CATALOGUE_COLUMNS = (
     "removed_at",
 )
 LAST_RUN = "last-run"
+# The changes a feed entry lists with their values; the rest of the run's are counted in its title.
+FEED_CHANGES_PER_RUN = 100
 # What `scopes` gives of each scope, in this order in JSON and CSV.
 SCOPE_COLUMNS = (
     "scope",
@@ -129,6 +131,32 @@ class PackageHistory:
     permalink: str | None
     removed_at: datetime | None
     changes: list[Change]
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """One run's changes, as a feed entry tells them: the first FEED_CHANGES_PER_RUN with their values."""
+
+    run_id: int
+    scope: str
+    started_at: datetime
+    finished_at: datetime
+    counts: dict[str, int]  # of every change of the run the filter kept, by change type
+    changes: list[Change]  # oldest first, each with field_changes (none for a creation or a removal)
+
+
+@dataclass(frozen=True)
+class ChangeFeed:
+    """`changes --format atom`: the runs that changed something, newest first.
+
+    `origin` is the start of the database's first run: the database's identity in the feed's ids, the
+    same for as long as the database keeps its history (None: no run yet). `updated` is the newest run's
+    end (of `wanted.scope`), whether it changed anything or not."""
+
+    wanted: ChangeFilter
+    runs: list[RunChanges]
+    origin: datetime | None
+    updated: datetime | None
 
 
 def recent_runs(connection: Connection, limit: int | None) -> RecentRuns:
@@ -376,6 +404,74 @@ def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
             kinds.append(LAST_RUN)
         raise ConfigError(f"{option} {text!r}: give {', '.join(kinds[:-1])} or {kinds[-1]}") from None
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def change_feed(connection: Connection, wanted: ChangeFilter) -> ChangeFeed:
+    """The changes `wanted` asks for, one RunChanges per run, newest first."""
+    by_run: dict[int, list[Change]] = {}
+    for change in find_changes(connection, wanted):
+        if change.sync_run_id is not None:  # a version older than migration 0002's backfill had no run
+            by_run.setdefault(change.sync_run_id, []).append(change)
+    runs = SyncRun.__table__
+    found = connection.execute(
+        select(runs.c.id, runs.c.scope, runs.c.started_at, runs.c.finished_at).where(runs.c.id.in_(list(by_run)))
+    ).all()
+    entries = [
+        RunChanges(
+            run_id,
+            scope,
+            started_at,
+            finished_at or started_at,
+            _counts_by_type(by_run[run_id]),
+            _with_values(connection, run_id, by_run[run_id][:FEED_CHANGES_PER_RUN]),
+        )
+        for run_id, scope, started_at, finished_at in found
+    ]
+    entries.sort(key=lambda entry: (entry.finished_at, entry.run_id), reverse=True)
+    origin = connection.execute(select(runs.c.started_at).order_by(runs.c.id).limit(1)).scalar()
+    newest = select(func.max(runs.c.finished_at))
+    if wanted.scope is not None:
+        newest = newest.where(runs.c.scope == wanted.scope)
+    return ChangeFeed(wanted, entries, origin, connection.execute(newest).scalar())
+
+
+def _counts_by_type(changes: list[Change]) -> dict[str, int]:
+    return {kind: count for kind in CHANGE_TYPES if (count := sum(c.change_type == kind for c in changes))}
+
+
+def _with_values(connection: Connection, run_id: int, changes: list[Change]) -> list[Change]:
+    """The changes of one run, each update and restoration with its fields' values, old and new: one
+    query for the versions the run opened and the ones before them."""
+    opened = [
+        change.package_id for change in changes if change.change_type in (ChangeType.UPDATED, ChangeType.RESTORED)
+    ]
+    if not opened:
+        return changes
+    version, before, between = (PackageSnapshot.__table__.alias(name) for name in ("version", "before", "between"))
+    columns = (*VERSION_COLUMNS, "raw")
+    latest_before = ~exists().where(
+        between.c.package_id == version.c.package_id,
+        between.c.valid_from < version.c.valid_from,
+        between.c.valid_from > before.c.valid_from,
+    )
+    rows = connection.execute(
+        select(version.c.package_id, *(version.c[name] for name in columns), *(before.c[name] for name in columns))
+        .select_from(
+            version.join(
+                before,
+                (before.c.package_id == version.c.package_id) & (before.c.valid_from < version.c.valid_from),
+            )
+        )
+        .where(version.c.sync_run_id == run_id, version.c.package_id.in_(opened), latest_before)
+    ).all()
+    values = {
+        row[0]: field_changes(
+            dict(zip(columns, row[len(columns) + 1 :], strict=True)),
+            dict(zip(columns, row[1 : len(columns) + 1], strict=True)),
+        )
+        for row in rows
+    }
+    return [replace(change, field_changes=tuple(values.get(change.package_id, ()))) for change in changes]
 
 
 def _changes() -> Any:

@@ -74,6 +74,37 @@ class NotificationBacklog:
 
 
 @dataclass(frozen=True)
+class SchemaChanges:
+    """Keys (dotted paths, e.g. `icon.token`) the packages of a run had that none of the scope's current
+    versions had (`added`), and keys every current version had that no package of the run had
+    (`removed`); each sorted. As sync_runs.schema_changes stores it: `+launch_price,-icon.token`."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return ",".join([*(f"+{key}" for key in self.added), *(f"-{key}" for key in self.removed)])
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+@dataclass(frozen=True)
+class MassUpdate:
+    """More than half of a scope's listed packages got a new version in one run: a warning, not a refusal."""
+
+    updated: int
+    listed: int
+    scope: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.updated} of the {self.listed} packages listed in {self.scope} were updated in one run: "
+            "if a key changed in every package, --ignore-key KEY keeps such a change from making versions"
+        )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What a run did; `status` is succeeded or incomplete (a failed run raises instead)."""
 
@@ -87,6 +118,9 @@ class RunResult:
     reason: str | None = None
     mass_removal_refused: bool = False
     notifications: NotificationBacklog | None = None  # None: a dry run, or the backlog could not be read
+    # None: not compared (the scope's first run has nothing to compare with); empty: compared, none found.
+    schema_changes: SchemaChanges | None = None
+    mass_update: MassUpdate | None = None
 
     @property
     def exit_code(self) -> int:

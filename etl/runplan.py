@@ -48,6 +48,7 @@ SYNC_DEFAULTS: dict[str, Any] = {
     "json": False,
     "if_locked": "fail",
     "pushgateway": None,
+    "ignore_keys": (),  # --ignore-key given replaces the file's list (as every flag replaces its key)
 }
 # Most serious first: the exit code of `sync --all` is the first of these that any scope ended with.
 SEVERITY = (EXIT_FAILED, EXIT_MASS_REMOVAL, EXIT_INCOMPLETE, EXIT_LOCKED, EXIT_OK)
@@ -91,7 +92,8 @@ def plan_sync(flags: Mapping[str, Any], environ: Mapping[str, str], config: Conf
         retry=RetryPolicy(max_attempts=options["max_attempts"], run_budget_seconds=options["retry_budget"]),
         allow_mass_removal=options["allow_mass_removal"],
         dry_run=options["dry_run"],
-        notify=notify_targets(flags.get("notify_url") or ()),
+        notify=notify_targets(flags.get("notify_url") or (), config),
+        ignore_keys=tuple(sorted(set(options["ignore_keys"]))),
     )
     Settings(**settings)  # the values every scope shares, checked once and named without a scope
     if flags.get("all") or flags.get("scope"):
@@ -108,9 +110,33 @@ def plan_sync(flags: Mapping[str, Any], environ: Mapping[str, str], config: Conf
     )
 
 
-def notify_targets(urls: Sequence[str]) -> tuple[NotifyTarget, ...]:
-    """The webhooks given with --notify-url, each once (a secret comes only from the configuration)."""
-    return tuple(NotifyTarget(url) for url in dict.fromkeys(urls))
+def notify_targets(urls: Sequence[str], config: ConfigFile | None) -> tuple[NotifyTarget, ...]:
+    """The webhooks: those given with --notify-url (each once, unsigned: the command line takes no
+    secret), else the file's `notify`, each with the secret its secret_file holds."""
+    if urls:
+        return tuple(NotifyTarget(url) for url in dict.fromkeys(urls))
+    if config is None:
+        return ()
+    targets = []
+    for number, entry in enumerate(config.notify, start=1):
+        try:
+            secret = None if entry.secret_file is None else _read_secret(entry.secret_file)
+            targets.append(NotifyTarget(entry.url, secret))
+        except ConfigError as error:
+            raise ConfigError(f"{config.path}: notify[{number}]: {error}") from None
+    return tuple(targets)
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        secret = path.read_bytes().decode("utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read the secret file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the secret file {path} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"the secret file {path} is empty")
+    return secret
 
 
 def most_serious(exit_codes: Sequence[int]) -> int:

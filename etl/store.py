@@ -17,7 +17,7 @@ counts as missing.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import reduce
 from typing import Any
@@ -121,7 +121,17 @@ CONFIRMED = Table(
     Column("id", Key, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# The updated packages whose only change is in keys given to --ignore-key: no new version; the merge
+# writes their JSON and hash into their current version instead.
+REFRESHED = Table(
+    "katapult_etl_refreshed",
+    _staging_metadata,
+    Column("id", Key, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 CREATE_CONFIRMED_INDEX = text(f"CREATE INDEX ix_katapult_etl_confirmed_id ON {CONFIRMED.name} (id)")
+# Rows a streamed read holds at once (the changed packages, or a scope's current versions).
+STREAMED_ROWS = 1000
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
 STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
@@ -139,6 +149,7 @@ class Store:
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
         self._kept: set[str] = set()  # ids noted in KEPT
+        self._refreshed = 0  # packages noted in REFRESHED
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -147,12 +158,13 @@ class Store:
         self.drop_staging()
         create_temporary_table(self.session.connection(), STAGING)
         create_temporary_table(self.session.connection(), KEPT)
-        self._staged = self._distinct = 0
+        self._staged = self._distinct = self._refreshed = 0
         self._kept = set()
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
         CHANGES.drop(connection, checkfirst=True)
+        REFRESHED.drop(connection, checkfirst=True)
         CONFIRMED.drop(connection, checkfirst=True)
         STAGING.drop(connection, checkfirst=True)
         KEPT.drop(connection, checkfirst=True)
@@ -241,6 +253,102 @@ class Store:
         counts.update({change: count for change, count in rows})
         counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
         return counts
+
+    # -- the changed packages next to their previous versions: ignored keys, schema drift ----------
+
+    def changes_with_previous(self) -> Iterator[tuple[str, str, str, dict[str, Any] | None]]:
+        """Each package classify() noted as changing: its id, its verdict, its JSON as staged (text) and
+        the `raw` of its latest version (None for a new package). One streamed query: on an unchanged
+        re-sync CHANGES is empty, and this costs nothing."""
+        latest = PackageSnapshot.__table__.alias("latest")
+        later = PackageSnapshot.__table__.alias("later")
+        newest = ~exists().where(later.c.package_id == latest.c.package_id, later.c.valid_from > latest.c.valid_from)
+        query = (
+            select(CHANGES.c.id, CHANGES.c.change, STAGING.c.raw_json, latest.c.raw)
+            .select_from(
+                CHANGES.join(STAGING, STAGING.c.id == CHANGES.c.id).outerjoin(
+                    latest, and_(latest.c.package_id == CHANGES.c.id, newest)
+                )
+            )
+            .order_by(CHANGES.c.id)
+        )
+        for row in self.session.execute(query, execution_options={"yield_per": STREAMED_ROWS}):
+            yield row[0], row[1], row[2], row[3]
+
+    def current_versions_of_scope(self, scope: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The package id and `raw` of the current version of every package the scope lists, streamed."""
+        version = PackageSnapshot.__table__.alias("version")
+        query = select(version.c.package_id, version.c.raw).where(
+            version.c.valid_to.is_(None),
+            exists().where(PackageListing.package_id == version.c.package_id, _listed_in(scope)),
+        )
+        for row in self.session.execute(query, execution_options={"yield_per": STREAMED_ROWS}):
+            yield row[0], row[1]
+
+    def refresh_instead_of_update(self, package_ids: list[str]) -> None:
+        """These updated packages changed only in ignored keys: they get no new version (they leave
+        CHANGES); the merge writes their JSON and hash into their current version (refresh_in_place)."""
+        if not package_ids:
+            return
+        create_temporary_table(self.session.connection(), REFRESHED, checkfirst=True)
+        self.session.execute(REFRESHED.insert(), [{"id": package_id} for package_id in sorted(package_ids)])
+        self.session.execute(CHANGES.delete().where(CHANGES.c.id.in_(select(REFRESHED.c.id))))
+        self._refreshed = len(package_ids)
+
+    def refresh_in_place(self, now: datetime) -> None:
+        """The merge's part for refreshed packages: their current version takes the JSON and hash as
+        received (so that `raw` is always what Katapult last sent, and dropping the key from
+        --ignore-key later opens no version), and so does the package's hash.
+
+        An upsert on the version's own key (every row conflicts, so each is an UPDATE): the one set-based
+        UPDATE taking values from another table that every database spells alike, and that names each
+        temporary table once (MySQL cannot open a temporary table twice in one statement)."""
+        if not self._refreshed:
+            return
+        current = PackageSnapshot.__table__.alias("current")
+        versions = (
+            select(
+                current.c.id,
+                current.c.package_id,
+                current.c.sync_run_id,
+                current.c.valid_from,
+                STAGING.c.content_hash,
+                json_from_text(self._dialect, STAGING.c.raw_json),
+            )
+            .select_from(
+                REFRESHED.join(STAGING, STAGING.c.id == REFRESHED.c.id).join(
+                    current, and_(current.c.package_id == REFRESHED.c.id, current.c.valid_to.is_(None))
+                )
+            )
+            .where(true())  # SQLite needs a WHERE to tell ON CONFLICT from a join's ON
+            .order_by(current.c.id)
+        )
+        self.session.execute(
+            upsert(
+                self._dialect,
+                PackageSnapshot.__table__,
+                versions,
+                columns=("id", "package_id", "sync_run_id", "valid_from", "content_hash", "raw"),
+                key=["id"],
+                update_from_incoming=("content_hash", "raw"),
+            )
+        )
+        packages = (
+            select(*(STAGING.c[name] for name in PACKAGE_TABLE_COLUMNS), _at(now), _at(now), _at(None))
+            .select_from(REFRESHED.join(STAGING, STAGING.c.id == REFRESHED.c.id))
+            .where(true())
+            .order_by(REFRESHED.c.id)
+        )
+        self.session.execute(
+            upsert(
+                self._dialect,
+                Package.__table__,
+                packages,
+                columns=(*PACKAGE_TABLE_COLUMNS, "first_seen_at", "last_seen_at", "removed_at"),
+                key=["id"],
+                update_from_incoming=("content_hash", "last_seen_at"),
+            )
+        )
 
     # -- the merge -------------------------------------------------------------------------------
 

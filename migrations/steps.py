@@ -12,6 +12,7 @@ such changes, with the definitions they had.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -214,3 +215,41 @@ def index_rewrites(table: str, text_columns: Iterable[str]) -> list[str]:
         )
         clauses += [f"DROP INDEX `{name}`", f"ADD INDEX `{name}` ({parts})"]
     return clauses
+
+
+# -- comments: PostgreSQL's COMMENT ON, MySQL's and MariaDB's column definitions ----------------------
+
+
+def pg_literal(text: str | None) -> str:
+    """A standard SQL string (standard_conforming_strings: backslashes are plain); NULL removes a comment."""
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+# A column's line in SHOW CREATE TABLE: "  `name` definition," (the last one without its comma).
+COLUMN_LINE = re.compile(r"^  `(?P<name>[^`]+)` (?P<definition>.*?),?$")
+# A COMMENT '…' already in a definition (quotes doubled or backslash-escaped inside).
+COMMENT = re.compile(r" COMMENT '(?:[^'\\]|\\.|'')*'")
+
+
+def mysql_column_definitions(table: str) -> dict[str, str]:
+    """Each column's definition as the server would write it, without any comment it has."""
+    create = op.get_bind().execute(sa.text(f"SHOW CREATE TABLE `{table}`")).one()[1]
+    definitions = {}
+    for line in create.splitlines():
+        match = COLUMN_LINE.match(line)
+        if match:
+            definitions[match["name"]] = COMMENT.sub("", match["definition"])
+    return definitions
+
+
+def with_mysql_comment(definition: str, words: str) -> str:
+    if not words:
+        return definition
+    # MariaDB takes a column's CHECK after its COMMENT, not before.
+    head, check, tail = definition.partition(" CHECK (")
+    return f"{head} COMMENT {mysql_literal(words)}{check}{tail}"
+
+
+def mysql_literal(text: str) -> str:
+    """A MySQL string: backslashes are escapes there, so they are doubled too."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -154,6 +154,21 @@ def current_versions(url: str) -> list[tuple[str, str]]:
 CONFIRMING = 3
 
 
+def warning_metrics(added: int = 0, removed: int = 0, mass_update: int = 0, scope: str = "public") -> list[str]:
+    """The last lines of a metrics file of a run that landed: its schema changes and mass-update gauges."""
+    return [
+        "# HELP katapult_etl_schema_changes Keys the last run found new in the packages, or gone from them "
+        "(sync_runs.schema_changes).",
+        "# TYPE katapult_etl_schema_changes gauge",
+        f'katapult_etl_schema_changes{{scope="{scope}",change="added"}} {added}',
+        f'katapult_etl_schema_changes{{scope="{scope}",change="removed"}} {removed}',
+        "# HELP katapult_etl_mass_update 1 when the last run updated more than half of the scope's listed packages, "
+        "else 0.",
+        "# TYPE katapult_etl_mass_update gauge",
+        f'katapult_etl_mass_update{{scope="{scope}"}} {mass_update}',
+    ]
+
+
 def error_line(message: str) -> str:
     return f"katapult-etl: {message}\n"
 

@@ -188,6 +188,8 @@ def test_sync_json_prints_one_object_the_only_line_on_stdout(run, api, tmp_path)
         "restored": 0,
         "removed": 0,
         "unchanged": 0,
+        "schema_changes": None,  # a scope's first run has nothing to compare keys with
+        "mass_update": False,
     }
 
 

@@ -52,11 +52,18 @@ def refused(cli, tmp_path, api, text: str, *extra: str, env=None):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('colour = "blue"\n', "unknown key 'colour' (known: database_url, api_url, sync, scopes)"),
+        ('colour = "blue"\n', "unknown key 'colour' (known: database_url, api_url, sync, scopes, notify)"),
+        (
+            'notify = [{url = "https://hooks.example.com/k", secret = "s"}]\n',
+            "notify[1]: unknown key 'secret' (known: url, secret_file)",
+        ),
+        ('notify = [{secret_file = "hook.secret"}]\n', 'notify[1]: every webhook needs a url (url = "https://…")'),
+        ('notify = "https://hooks.example.com/k"\n', "key 'notify' must be an array of tables, not a string"),
         (
             "[sync]\nconcurency = 2\n",
             "[sync] unknown key 'concurency' (known: per_page, concurrency, max_attempts, retry_budget, "
-            "connect_timeout, read_timeout, dry_run, allow_mass_removal, metrics_file, json, if_locked, pushgateway)",
+            "connect_timeout, read_timeout, dry_run, allow_mass_removal, metrics_file, json, if_locked, pushgateway, "
+            "ignore_keys)",
         ),
         (
             '[[scopes]]\nname = "acme"\norganization_subdomain = "acme"\n',

@@ -104,6 +104,8 @@ def test_json_logs_end_with_a_run_finished_record_without_v(cli, tmp_path, twelv
         "api": "public",
         "status": "succeeded",
         "exit_code": 0,
+        "schema_changes": None,
+        "mass_update": False,
         "counts": {
             "pages_fetched": 3,
             "requests": 4,

@@ -9,7 +9,7 @@ from etl.results import RunCounts
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import Fault
 
-from .helpers import hold_run_lock, sqlite_url, sync_in_fives
+from .helpers import hold_run_lock, sqlite_url, sync_in_fives, warning_metrics
 
 TIMESTAMP = r"1[0-9]{9}(\.[0-9]{3})?"
 SECONDS = r"[0-9]+(\.[0-9]{3})?"
@@ -71,6 +71,7 @@ def counts(pages: int, requests: int, retries: int, seen: int, **changes: int) -
         "# HELP katapult_etl_packages Packages the last run created, updated, restored, removed or left unchanged.",
         "# TYPE katapult_etl_packages gauge",
         *(f'katapult_etl_packages{{scope="public",change="{name}"}} {value}' for name, value in changes.items()),
+        *warning_metrics(),
     ]
 
 

@@ -40,11 +40,13 @@ from .helpers import (
     recording_server,
     runs,
     scalar,
+    sqlite_url,
     sync,
     sync_in_fives,
     sync_ok,
     wait_until,
     with_short_lock_wait,
+    write_config,
 )
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -125,6 +127,8 @@ def test_a_changed_run_posts_one_notification_per_target_with_the_exact_payload_
         "counts": {"created": 1, "updated": 1, "restored": 0, "removed": 1, "unchanged": 10, "packages_seen": 12},
         "changes": changes,
         "changes_left_out": 0,
+        "schema_changes": None,
+        "mass_update": None,
         "text": "\n".join(
             ["katapult-etl run 2 of public: 1 created, 1 updated, 1 removed", *(change_line(c) for c in changes)]
         ),
@@ -197,6 +201,58 @@ def test_with_a_secret_each_post_is_signed_with_hmac_sha256_of_its_body(database
     digest = hmac.new(b"It's a Secret to Everybody", delivery.body, hashlib.sha256).hexdigest()
     assert delivery.headers["x-katapult-etl-signature"] == f"sha256={digest}"
     assert delivery.payload["counts"]["created"] == 2
+
+
+def test_the_files_webhooks_are_signed_with_the_secret_their_secret_file_holds(cli, tmp_path, api, receiver):
+    api.packages = synthetic_catalogue(2)
+    (tmp_path / "hook.secret").write_text("It's a Secret to Everybody\n")
+    config = write_config(
+        tmp_path,
+        f'notify = [\n  {{url = "{receiver.url("/signed")}", secret_file = "hook.secret"}},\n'
+        f'  {{url = "{receiver.url("/plain")}"}},\n]\n',
+    )
+
+    result = cli("sync", "--config", str(config), "--database-url", sqlite_url(tmp_path), "--api-url", api.url)
+
+    assert (result.exit_code, result.err) == (0, "")
+    signed, plain = receiver.received
+    digest = hmac.new(b"It's a Secret to Everybody", signed.body, hashlib.sha256).hexdigest()
+    assert (signed.path, signed.headers["x-katapult-etl-signature"]) == ("/signed", f"sha256={digest}")
+    assert (plain.path, "x-katapult-etl-signature" in plain.headers) == ("/plain", False)
+
+
+def test_notify_url_flags_replace_the_files_webhooks(cli, tmp_path, api, receiver):
+    api.packages = synthetic_catalogue(2)
+    config = write_config(tmp_path, f'notify = [{{url = "{receiver.url("/from-file")}"}}]\n')
+    database = sqlite_url(tmp_path)
+
+    result = cli(
+        "sync",
+        "--config",
+        str(config),
+        "--database-url",
+        database,
+        "--api-url",
+        api.url,
+        "--notify-url",
+        receiver.url("/from-flag"),
+    )
+
+    assert (result.exit_code, [d.path for d in receiver.received]) == (0, ["/from-flag"])
+
+
+def test_a_secret_file_that_cannot_be_read_is_a_usage_error_before_anything_runs(cli, tmp_path, api, receiver):
+    config = write_config(tmp_path, f'notify = [{{url = "{receiver.url()}", secret_file = "missing.secret"}}]\n')
+
+    result = cli("sync", "--config", str(config), "--database-url", sqlite_url(tmp_path), "--api-url", api.url)
+
+    assert (result.exit_code, result.out, result.err) == (
+        2,
+        "",
+        f"katapult-etl: {config}: notify[1]: cannot read the secret file {tmp_path / 'missing.secret'}: "
+        "No such file or directory\n",
+    )
+    assert (api.requests, list(tmp_path.glob("*.db"))) == ([], [])
 
 
 def test_the_readmes_payload_is_what_the_demos_second_run_posts(cli, tmp_path, receiver):
@@ -609,7 +665,8 @@ def test_notify_without_a_target_is_a_usage_error(cli, tmp_path):
     assert (result.exit_code, result.out, result.err) == (
         2,
         "",
-        "katapult-etl: notify needs the targets to deliver to: give --notify-url URL (repeatable)\n",
+        "katapult-etl: notify needs the targets to deliver to: give --notify-url URL (repeatable), "
+        "or a configuration file with notify\n",
     )
 
 

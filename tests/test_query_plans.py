@@ -20,8 +20,13 @@ def plans():
         verb = statement.lstrip().split(None, 1)[0].upper()
         if executemany or "katapult_etl_staging" not in statement or verb not in ("SELECT", "UPDATE", "INSERT"):
             return
-        cursor.execute("EXPLAIN " + statement, parameters)
-        found.append("\n".join(row[0] for row in cursor.fetchall()))
+        # On a cursor of its own: a streamed read runs on a server-side cursor, which can only DECLARE a query.
+        explaining = connection.connection.cursor()
+        try:
+            explaining.execute("EXPLAIN " + statement, parameters)
+            found.append("\n".join(row[0] for row in explaining.fetchall()))
+        finally:
+            explaining.close()
 
     event.listen(Engine, "before_cursor_execute", explain)
     yield found

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from etl.errors import RecordError
-from etl.records import canonical_json, package_row
+from etl.records import canonical_json, key_paths, key_tree, package_row, same_json, without_keys
 from etl.testing.catalogue import public_catalogue
 
 
@@ -148,3 +148,28 @@ def test_a_package_whose_id_cannot_be_a_key_is_refused_without_an_id(change, mes
 def test_what_every_database_can_store_is_not_refused(change):
     row = package_row({**rock_1(), **change})
     assert json.loads(row["raw_json"]) == {**rock_1(), **change}
+
+
+# -- keys: schema drift and --ignore-key ------------------------------------------------------------
+
+
+def test_key_paths_are_dotted_through_objects_but_not_lists():
+    raw = {"id": "x", "icon": {"url": "u", "meta": {"token": 1}}, "group": None, "tags": [{"a": 1}]}
+
+    assert key_paths(raw) == {"id", "icon", "icon.url", "icon.meta", "icon.meta.token", "group", "tags"}
+
+
+def test_without_keys_drops_each_path_and_whole_objects_and_keeps_the_rest():
+    raw = {"a": 1, "launch_price": 2, "icon": {"url": "u", "token": "t"}, "meta": {"b": 1}, "n": None}
+    tree = key_tree(["launch_price", "icon.token", "meta", "meta.b", "n.deeper"])
+
+    assert without_keys(raw, tree) == {"a": 1, "icon": {"url": "u"}, "n": None}
+    assert raw["icon"] == {"url": "u", "token": "t"}  # the package itself is left as it was
+
+
+def test_same_json_compares_numbers_by_value_and_nothing_else_loosely():
+    assert same_json({"a": [1, 2.0], "b": None}, {"b": None, "a": [1.0, 2]})
+    assert not same_json({"a": True}, {"a": 1})
+    assert not same_json({"a": "1"}, {"a": 1})
+    assert not same_json({"a": [1]}, {"a": [1, 1]})
+    assert not same_json({"a": 1}, {"a": 1, "b": None})

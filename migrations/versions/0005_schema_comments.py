@@ -20,12 +20,17 @@ Create Date: 2026-12-19
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 from alembic import op
 
-from etl.migrations.steps import dialect_name, is_mysql
+from etl.migrations.steps import (
+    dialect_name,
+    is_mysql,
+    mysql_column_definitions,
+    mysql_literal,
+    pg_literal,
+    with_mysql_comment,
+)
 
 revision = "0005"
 down_revision = "0004"
@@ -246,30 +251,22 @@ def _execute(sql: str) -> None:
 def comment_postgresql(with_words: bool) -> None:
     for kind, relations in (("TABLE", TABLES), ("VIEW", VIEWS)):
         for name, (description, columns) in relations.items():
-            _execute(f"COMMENT ON {kind} {name} IS {_pg_literal(description if with_words else None)}")
+            _execute(f"COMMENT ON {kind} {name} IS {pg_literal(description if with_words else None)}")
             for column, words in columns.items():
-                _execute(f"COMMENT ON COLUMN {name}.{column} IS {_pg_literal(words if with_words else None)}")
-
-
-def _pg_literal(text: str | None) -> str:
-    """A standard SQL string (standard_conforming_strings: backslashes are plain); NULL removes a comment."""
-    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+                _execute(f"COMMENT ON COLUMN {name}.{column} IS {pg_literal(words if with_words else None)}")
 
 
 # -- MySQL and MariaDB -----------------------------------------------------------------------------
-
-# A column's line in SHOW CREATE TABLE: "  `name` definition," (the last one without its comma).
-COLUMN_LINE = re.compile(r"^  `(?P<name>[^`]+)` (?P<definition>.*?),?$")
-# A COMMENT '…' already in a definition (quotes doubled or backslash-escaped inside).
-COMMENT = re.compile(r" COMMENT '(?:[^'\\]|\\.|'')*'")
 
 
 def comment_mysql_table(table: str, description: str, columns: dict[str, str]) -> None:
     if _mysql_comments(table) == (description, columns):
         return  # done by an earlier, killed run
-    definitions = _mysql_column_definitions(table)
-    changes = [f"MODIFY `{column}` {_with_comment(definitions[column], words)}" for column, words in columns.items()]
-    _execute(f"ALTER TABLE `{table}` {', '.join(changes)}, COMMENT = {_mysql_literal(description)}")
+    definitions = mysql_column_definitions(table)
+    changes = [
+        f"MODIFY `{column}` {with_mysql_comment(definitions[column], words)}" for column, words in columns.items()
+    ]
+    _execute(f"ALTER TABLE `{table}` {', '.join(changes)}, COMMENT = {mysql_literal(description)}")
 
 
 def _mysql_comments(table: str) -> tuple[str, dict[str, str]]:
@@ -288,27 +285,3 @@ def _mysql_comments(table: str) -> tuple[str, dict[str, str]]:
         {"t": table},
     ).all()
     return description or "", {name: comment for name, comment in columns}
-
-
-def _mysql_column_definitions(table: str) -> dict[str, str]:
-    """Each column's definition as the server would write it, without any comment it has."""
-    create = op.get_bind().execute(sa.text(f"SHOW CREATE TABLE `{table}`")).one()[1]
-    definitions = {}
-    for line in create.splitlines():
-        match = COLUMN_LINE.match(line)
-        if match:
-            definitions[match["name"]] = COMMENT.sub("", match["definition"])
-    return definitions
-
-
-def _with_comment(definition: str, words: str) -> str:
-    if not words:
-        return definition
-    # MariaDB takes a column's CHECK after its COMMENT, not before.
-    head, check, tail = definition.partition(" CHECK (")
-    return f"{head} COMMENT {_mysql_literal(words)}{check}{tail}"
-
-
-def _mysql_literal(text: str) -> str:
-    """A MySQL string: backslashes are escapes there, so they are doubled too."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
