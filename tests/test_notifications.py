@@ -255,6 +255,28 @@ def test_a_secret_file_that_cannot_be_read_is_a_usage_error_before_anything_runs
     assert (api.requests, list(tmp_path.glob("*.db"))) == ([], [])
 
 
+def test_a_notification_says_the_keys_that_changed_and_a_mass_update(cli, database_url, api, receiver):
+    sync_ok(cli, database_url, api)
+    for package in api.packages:
+        package["launch_price"] = 10
+
+    result = sync(cli, database_url, api, "--notify-url", receiver.url())
+
+    assert result.exit_code == 0, result.err
+    [delivery] = receiver.received
+    listed = len(api.packages)
+    assert (delivery.payload["schema_changes"], delivery.payload["mass_update"]) == (
+        "+launch_price",
+        {"updated": listed, "listed": listed},
+    )
+    assert delivery.payload["text"].split("\n")[:3] == [
+        f"katapult-etl run 2 of public: {listed} updated",
+        "⚠ keys changed in the packages: +launch_price",
+        f"⚠ {listed} of the {listed} packages listed in public were updated in one run: if a key changed in every "
+        "package, --ignore-key KEY keeps such a change from making versions",
+    ]
+
+
 def test_the_readmes_payload_is_what_the_demos_second_run_posts(cli, tmp_path, receiver):
     readme = README.read_text()
     start = readme.index("```json\n", readme.index("webhook receives it (pretty-printed here"))
