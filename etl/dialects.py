@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, bindparam, cast, text
+from sqlalchemy import ColumnElement, Engine, Select, Table, Text, bindparam, cast, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -104,9 +104,12 @@ class BulkInsert:
             return
         compiled = table.insert().values({name: bindparam(name) for name in columns}).compile(dialect=dialect)
         self._sql = compiled.string
-        # Positional drivers (sqlite3, PyMySQL) take the tuples as they are: values() keeps the order
-        # of `columns`. A driver that takes named parameters gets a dict per row.
+        # Positional drivers (sqlite3, PyMySQL) take the tuples as they are: the INSERT names the
+        # columns in the table's order, which `columns` must follow. A driver that takes named
+        # parameters gets a dict per row.
         self._named = compiled.positiontup is None
+        if not self._named and tuple(compiled.positiontup or ()) != self._columns:
+            raise ValueError(f"columns {self._columns} are not in the order of table {table.name}")
 
     def execute(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         """Rows as tuples of values in the order of `columns`."""
@@ -151,6 +154,13 @@ def json_from_text(dialect_name: str, column: ColumnElement[Any]) -> ColumnEleme
     if dialect_name == "postgresql":
         return cast(column, postgresql.JSONB)
     return column
+
+
+def text_from_json(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A JSON column's value as text (CAST ... AS TEXT; AS CHAR on MySQL and MariaDB, which SQLAlchemy
+    spells for Text). PostgreSQL's jsonb writes it with spaces: text meant for json_from_text again,
+    not for hashing."""
+    return cast(column, Text())
 
 
 @contextlib.contextmanager

@@ -460,6 +460,7 @@ class _Walk:
     def until_shown_complete(self) -> WalkOutcome:
         """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
         self.connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
+        self.store.load_known(self.settings.scope.key)
         self._clear_staging()
         outcome = self._with_page_size_fallback()
         if not outcome.complete:
