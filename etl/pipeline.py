@@ -517,7 +517,7 @@ class _Walk:
 
     def _stage(self, page: Page) -> list[Refusal]:
         """Stage a page's packages that can be stored; the others are kept as they were, and noted."""
-        rows, errors = storable_values(page.items)
+        rows, errors = storable_values(page.items, self.store.known)
         for error in errors:
             log.info("page %d: package not stored: %s", page.number, error)
         self.store.keep(error.package_id for error in errors if error.package_id is not None)

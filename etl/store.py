@@ -61,12 +61,14 @@ from .dialects import (
 )
 from .errors import DatabaseError
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
-from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
+from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS, SEEN_ROW_COLUMNS
 from .results import ChangeType, RunStatus
 from .sqltypes import Key, LongText, UtcDateTime
 
 # What classify() tells of each staged package.
 VERDICTS = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.UNCHANGED)
+
+_SEEN_WIDTH = len(SEEN_ROW_COLUMNS)
 
 _staging_metadata = MetaData()
 STAGING = Table(
@@ -134,9 +136,7 @@ STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
 # A narrow row, for a package the walk saw with the hash the look-up found: its content is already its
 # current version. The group stays, for the groups' last_seen_at and name (upsert_groups). In the
 # table's order, as BulkInsert needs.
-SEEN_COLUMNS = ("seq", "id", "group_id", "group_name", "content_hash")
-_SEEN_POSITIONS = tuple(ROW_COLUMNS.index(name) for name in SEEN_COLUMNS[1:])
-_HASH_POSITION = ROW_COLUMNS.index("content_hash")
+SEEN_COLUMNS = ("seq", *SEEN_ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
 PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group_name")
 
@@ -183,24 +183,30 @@ class Store:
         its id, so a hash names one package. A hash that is not hex (never written by this job) is left
         out: its package is staged whole, as if it had changed.
         """
+        current, listing = Package.__table__, PackageListing.__table__
         listed = (
-            select(Package.content_hash)
-            .join(PackageListing, PackageListing.package_id == Package.id)
-            .where(_listed_in(scope), Package.removed_at.is_(None))
+            select(current.c.content_hash)
+            .join(listing, listing.c.package_id == current.c.id)
+            .where(listing.c.scope == scope, listing.c.unlisted_at.is_(None), current.c.removed_at.is_(None))
         )
-        self._known = frozenset(filter(None, map(_digest, self.session.execute(listed).scalars())))
+        # On the session's connection, not through the ORM, which would make each row an object.
+        hashes = self.session.connection().execute(listed).scalars()
+        self._known = frozenset(filter(None, map(_digest, hashes)))
+
+    @property
+    def known(self) -> frozenset[bytes]:
+        """The SHA-256 digests of the content of the packages the scope lists (load_known)."""
+        return self._known
 
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Append one page of package_values() tuples, numbered in walk order: whole if new or changed,
-        narrow (SEEN_COLUMNS) if the look-up knew the package with this content."""
-        known, whole, seen = self._known, [], []
+        """Append one page of storable_values() rows, numbered in walk order: a package_values() tuple
+        whole, a package's SEEN_ROW_COLUMNS as a narrow row."""
+        whole: list[tuple[Any, ...]] = []
+        seen: list[tuple[Any, ...]] = []
         seq = self._staged
         for row in rows:
             seq += 1
-            if bytes.fromhex(row[_HASH_POSITION]) in known:
-                seen.append((seq, *(row[position] for position in _SEEN_POSITIONS)))
-            else:
-                whole.append((seq, *row))
+            (seen if len(row) == _SEEN_WIDTH else whole).append((seq, *row))
         connection = self.session.connection()
         if whole:
             self._staging_insert.execute(connection, whole)
