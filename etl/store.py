@@ -263,9 +263,25 @@ class Store:
 
     def classify(self) -> dict[ChangeType, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
-        columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
+        columns that differ from its latest version) in CHANGES; returns the counts of each verdict.
+
+        Under the merge lock: the verdicts are those of the packages as they are now. A narrow row
+        judged changed is a package another run changed (or removed) after the look-up: it is staged
+        whole again, and the verdicts made again."""
         create_temporary_table(self.session.connection(), CHANGES, checkfirst=True)
-        self.restage_changed_since_look_up()
+        self._note_changes()
+        if self._restage_changed_since_look_up():
+            self.session.execute(CHANGES.delete())
+            self._note_changes()
+        counts = dict.fromkeys(VERDICTS, 0)
+        rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
+        counts.update({change: count for change, count in rows})
+        counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
+        return counts
+
+    def _note_changes(self) -> None:
+        """The verdicts: each staged package that is new, restored or whose hash differs from its
+        current one goes into CHANGES, with the columns that differ from its latest version."""
         current = Package.__table__
         verdict = case(
             (current.c.id.is_(None), literal(ChangeType.CREATED.value)),
@@ -285,21 +301,17 @@ class Store:
             .order_by(STAGING.c.id)  # key order: each page of the index is written once
         )
         self.session.execute(CHANGES.insert().from_select(("id", "change", "changed_fields"), changed))
-        counts = dict.fromkeys(VERDICTS, 0)
-        rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
-        counts.update({change: count for change, count in rows})
-        counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
-        return counts
 
-    def restage_changed_since_look_up(self) -> int:
-        """Stage whole again the narrow rows whose package is no longer what the look-up found (another
-        scope's run changed or removed it since); returns how many. Called under the merge lock, by
-        classify, which then judges them as it judges every whole row.
+    def _restage_changed_since_look_up(self) -> int:
+        """Stage whole again the narrow rows that _note_changes judged changed: packages another run
+        changed or removed after the look-up (which knew them with the content the walk saw); returns
+        how many. Set-based, from CHANGES, which is small: in the usual run this costs one look-up of
+        each change, not a pass over the staged packages.
 
         The content the walk saw is the one the look-up knew: a version in the package's history, with
         the same hash, hence the same content. It is read back from there.
         """
-        stale = and_(STAGING.c.raw_json.is_(None), ~_still_current())
+        stale = and_(STAGING.c.raw_json.is_(None), STAGING.c.id.in_(select(CHANGES.c.id)))
         count = self.session.execute(select(func.count()).select_from(STAGING).where(stale)).scalar_one()
         if not count:
             return 0
@@ -542,16 +554,6 @@ def _digest(content_hash: str) -> bytes | None:
         return bytes.fromhex(content_hash)
     except ValueError:
         return None
-
-
-def _still_current() -> Any:
-    """The staged package is, right now, current with the staged content."""
-    current = Package.__table__
-    return exists().where(
-        current.c.id == STAGING.c.id,
-        current.c.content_hash == STAGING.c.content_hash,
-        current.c.removed_at.is_(None),
-    )
 
 
 def _content_from_history() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from etl.config import Scope, Settings
 from etl.errors import DatabaseError
 from etl.pipeline import Hooks, run_sync
+from etl.store import STAGED_COLUMNS
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN
 
@@ -112,7 +113,9 @@ def test_a_re_sync_stages_whole_only_the_new_changed_and_restored_packages(cli, 
 
     def count_whole_rows(connection, cursor, statement, parameters, context, executemany) -> None:
         if statement.startswith("INSERT INTO katapult_etl_staging") and "raw_json" in statement:
-            staged_whole.append(len(parameters) if executemany else 1)
+            # a row's values, or many rows' in one INSERT (SQLite), or a list of rows (executemany)
+            values = sum(map(len, parameters)) if executemany else len(parameters)
+            staged_whole.append(values // len(STAGED_COLUMNS))
 
     event.listen(Engine, "before_cursor_execute", count_whole_rows)
     try:
