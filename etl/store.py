@@ -69,6 +69,11 @@ from .sqltypes import Key, LongText, UtcDateTime
 VERDICTS = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.UNCHANGED)
 
 _SEEN_WIDTH = len(SEEN_ROW_COLUMNS)
+# Staged rows are written this many at a time (ten pages of 200), not a page at a time: every write
+# lets go of the interpreter lock (a statement stepped, a COPY sent), and while the fetchers decode
+# pages on the other core, getting it back costs up to the 5 ms switch interval. At 2,000 rows of
+# at most a few KB each, what waits in memory stays small whatever the catalogue's size.
+STAGING_BATCH_ROWS = 2000
 
 _staging_metadata = MetaData()
 STAGING = Table(
@@ -153,6 +158,9 @@ class Store:
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
         self._kept: set[str] = set()  # ids noted in KEPT
+        # Staged rows not yet written (stage): whole ones and narrow ones.
+        self._whole: list[tuple[Any, ...]] = []
+        self._seen: list[tuple[Any, ...]] = []
         # SHA-256 digests of the packages the scope lists (load_known): 32 bytes, half the memory of the
         # hex text (about 10 MB at 100,000 packages).
         self._known: frozenset[bytes] = frozenset()
@@ -166,6 +174,7 @@ class Store:
         create_temporary_table(self.session.connection(), KEPT)
         self._staged = self._distinct = 0
         self._kept = set()
+        self._whole, self._seen = [], []
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
@@ -200,19 +209,23 @@ class Store:
 
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Append one page of storable_values() rows, numbered in walk order: a package_values() tuple
-        whole, a package's SEEN_ROW_COLUMNS as a narrow row."""
-        whole: list[tuple[Any, ...]] = []
-        seen: list[tuple[Any, ...]] = []
+        whole, a package's SEEN_ROW_COLUMNS as a narrow row. Written STAGING_BATCH_ROWS at a time."""
+        whole, seen = self._whole, self._seen
         seq = self._staged
         for row in rows:
             seq += 1
             (seen if len(row) == _SEEN_WIDTH else whole).append((seq, *row))
-        connection = self.session.connection()
-        if whole:
-            self._staging_insert.execute(connection, whole)
-        if seen:
-            self._seen_insert.execute(connection, seen)
         self._staged = seq
+        if len(whole) + len(seen) >= STAGING_BATCH_ROWS:
+            self._write_staged()
+
+    def _write_staged(self) -> None:
+        connection = self.session.connection()
+        if self._whole:
+            self._staging_insert.execute(connection, self._whole)
+        if self._seen:
+            self._seen_insert.execute(connection, self._seen)
+        self._whole, self._seen = [], []
 
     def keep(self, package_ids: Iterable[str]) -> None:
         """Note packages the walk saw but could not stage: they keep their versions and listings."""
@@ -224,6 +237,7 @@ class Store:
     def finish_staging(self) -> int:
         """Index the staged packages and keep, of an id staged twice, its newest content; returns how
         many distinct packages the walk saw, staged or kept."""
+        self._write_staged()
         self.session.execute(CREATE_STAGING_INDEX)
         repeated = self.session.execute(
             select(STAGING.c.id, func.max(STAGING.c.seq).label("newest"))
