@@ -590,6 +590,7 @@ class _Walk:
     def until_shown_complete(self) -> WalkOutcome:
         """Walk; a walk that cannot be shown complete is walked once more before we settle for it."""
         self.connection.execution_options(sqlite_begin="DEFERRED")  # staging touches the temporary table only
+        self.store.load_known(self.settings.scope.key)
         self._clear_staging()
         outcome = self._with_page_size_fallback()
         if not outcome.complete:
@@ -646,7 +647,7 @@ class _Walk:
 
     def _stage(self, page: Page) -> list[Refusal]:
         """Stage a page's packages that can be stored; the others are kept as they were, and noted."""
-        rows, errors = storable_values(page.items)
+        rows, errors = storable_values(page.items, self.store.known)
         for error in errors:
             log.info("page %d: package not stored: %s", page.number, error)
         self.store.keep(error.package_id for error in errors if error.package_id is not None)

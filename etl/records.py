@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from json import encoder as json_encoder
 from typing import Any
 
@@ -54,6 +54,9 @@ SHOWN_CHARACTERS = 60
 ATTRIBUTE_COLUMNS = tuple(column for _, column, _ in (*TOP_LEVEL_FIELDS, *GROUP_FIELDS, *ICON_FIELDS))
 # What package_values returns, in this order.
 ROW_COLUMNS = ("id", *ATTRIBUTE_COLUMNS, "content_hash", "raw_json")
+# What storable_values gives, in this order, of a package whose content is known already (its hash is
+# among the known ones): its id, its group (which the run records as seen) and its hash.
+SEEN_ROW_COLUMNS = ("id", "group_id", "group_name", "content_hash")
 
 _TOP_KEYS = tuple(key for key, _, _ in TOP_LEVEL_FIELDS)
 _GROUP_KEYS = tuple(key for key, _, _ in GROUP_FIELDS)
@@ -111,37 +114,67 @@ def package_values(raw: Any) -> tuple[Any, ...]:
     only a handful of those (which fields are null), so each is judged once. The rarer faults are
     looked for only where a cheap test (the text does not encode, has an escaped NUL) says they may be.
     """
-    package_id = package_id_of(raw)
+    return _checked_values(raw, package_id_of(raw), None)
+
+
+def _checked_values(raw: dict[str, Any], package_id: str, fingerprint: tuple[str, str] | None) -> tuple[Any, ...]:
+    """package_values() of a package with a usable id; `fingerprint` is its (canonical text, hash) when
+    already made."""
     group = _object(raw, "group", package_id)
     icon = _object(raw, "icon", package_id)
     values = (*map(raw.get, _TOP_KEYS), *map(group.get, _GROUP_KEYS), *map(icon.get, _ICON_KEYS))
     if not _types_are_valid(tuple(map(type, values))):
         _refuse_wrong_type(values, package_id)
     _refuse_out_of_range(values, package_id)
-    try:
-        text = canonical_json(raw)
-    except ValueError:
-        raise RecordError("a number that is not finite (NaN or Infinity)", package_id) from None
-    try:
-        content_hash = hash_of_text(text)
-    except UnicodeEncodeError:
-        _refuse_text(raw, package_id, _has_half_a_surrogate, "with half a surrogate pair (not UTF-8 text)")
-        raise
+    if fingerprint is None:
+        try:
+            text = canonical_json(raw)
+        except ValueError:
+            raise RecordError("a number that is not finite (NaN or Infinity)", package_id) from None
+        try:
+            content_hash = hash_of_text(text)
+        except UnicodeEncodeError:
+            _refuse_text(raw, package_id, _has_half_a_surrogate, "with half a surrogate pair (not UTF-8 text)")
+            raise
+    else:
+        text, content_hash = fingerprint
     if "\\u0000" in text:  # an escaped NUL, or an escaped backslash before "u0000": look closer
         _refuse_text(raw, package_id, _has_nul, "with a NUL character")
     return (package_id, *values, content_hash, text)
 
 
-def storable_values(items: Iterable[Any]) -> tuple[list[tuple[Any, ...]], list[RecordError]]:
-    """The package_values() of each package of a page that can be stored; the refusal of each other."""
+def storable_values(
+    items: Iterable[Any], known: Container[bytes] = frozenset()
+) -> tuple[list[tuple[Any, ...]], list[RecordError]]:
+    """Of each package of a page: its SEEN_ROW_COLUMNS if the SHA-256 digest of its content is `known`,
+    else its package_values() if it can be stored, else its refusal.
+
+    A known package was checked when its content was first stored, and that content is the same (the
+    hash says so), so its checks are not made again: for an unchanged re-sync they were most of the
+    cost of this step. Only its id, its canonical text and its hash are.
+    """
     rows: list[tuple[Any, ...]] = []
     refused: list[RecordError] = []
     for item in items:
         try:
-            rows.append(package_values(item))
+            rows.append(_seen_or_checked_values(item, known) if known else package_values(item))
         except RecordError as error:
             refused.append(error)
     return rows, refused
+
+
+def _seen_or_checked_values(raw: Any, known: Container[bytes]) -> tuple[Any, ...]:
+    package_id = package_id_of(raw)
+    try:
+        text = canonical_json(raw)
+        digest = hashlib.sha256(text.encode()).digest()
+    except (ValueError, UnicodeEncodeError):  # not storable: package_values says why
+        return _checked_values(raw, package_id, None)
+    content_hash = digest.hex()
+    if digest not in known:
+        return _checked_values(raw, package_id, (text, content_hash))
+    group = raw.get("group") or _NO_OBJECT  # an object or null, as it was when it was stored
+    return (package_id, group.get("id"), group.get("name"), content_hash)
 
 
 def package_id_of(raw: Any) -> str:

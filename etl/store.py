@@ -4,7 +4,11 @@ A run streams its pages into a temporary staging table (so that the catalogue is
 Python), then merges the staging table into the real tables with a handful of statements.
 
 Staging only appends: no key, no index while the walk runs, so each page is written once, in order,
-and the table never has to be read back to place a row. At the end of a walk one index is built (a
+and the table never has to be read back to place a row. Before the walk, the content hashes of the
+packages the scope lists are loaded once: a package the walk finds with its known hash is staged by id
+alone (with its hash and group), not whole; only new, changed and restored packages are staged whole.
+Under the merge lock the narrow rows are checked again, set-based, against the packages as they are
+then, so that a package another run changed after the look-up is not missed. At the end of a walk one index is built (a
 single sort) and an id staged twice (items shift while paging) keeps only its newest content. The
 merge then notes, in a second, narrow temporary table, the packages whose version changes, instead of
 rewriting every staged row with its verdict.
@@ -52,15 +56,26 @@ from .dialects import (
     json_from_text,
     merge_lock,
     release_merge_lock,
+    text_from_json,
     upsert,
 )
+from .errors import DatabaseError
 from .models import Package, PackageGroup, PackageListing, PackageSnapshot, SyncRun
-from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS
+from .records import ATTRIBUTE_COLUMNS, ROW_COLUMNS, SEEN_ROW_COLUMNS
 from .results import ChangeType, RunStatus
 from .sqltypes import Key, LongText, UtcDateTime
 
 # What classify() tells of each staged package.
 VERDICTS = (ChangeType.CREATED, ChangeType.UPDATED, ChangeType.RESTORED, ChangeType.UNCHANGED)
+
+_SEEN_WIDTH = len(SEEN_ROW_COLUMNS)
+# Staged rows are written this many at a time (ten pages of 200), not a page at a time: every write
+# lets go of the interpreter lock (a statement stepped, a COPY sent), and while the fetchers decode
+# pages on the other core, getting it back costs up to the 5 ms switch interval. At 2,000 rows of
+# at most a few KB each, what waits in memory stays small whatever the catalogue's size.
+STAGING_BATCH_ROWS = 2000
+# The known content hashes are read this many at a time.
+KNOWN_BATCH_ROWS = 10_000
 
 _staging_metadata = MetaData()
 STAGING = Table(
@@ -88,8 +103,9 @@ STAGING = Table(
     Column("icon_digest", LongText),
     Column("content_hash", String(64), nullable=False),
     # Text, not JSON: the canonical text records.py already made, stored without a second encoding.
-    # LONGTEXT on MySQL, whose TEXT stops at 64 KB.
-    Column("raw_json", LongText, nullable=False),
+    # LONGTEXT on MySQL, whose TEXT stops at 64 KB. NULL in a narrow row: a package staged by id alone
+    # (SEEN_COLUMNS), whose content is its current version's.
+    Column("raw_json", LongText),
     prefixes=["TEMPORARY"],
 )
 # Built once the walk is over: one sort instead of an index kept in order through every page. With seq
@@ -134,6 +150,10 @@ CREATE_CONFIRMED_INDEX = text(f"CREATE INDEX ix_katapult_etl_confirmed_id ON {CO
 STREAMED_ROWS = 1000
 PACKAGE_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "raw_json")
 STAGED_COLUMNS = ("seq", *ROW_COLUMNS)
+# A narrow row, for a package the walk saw with the hash the look-up found: its content is already its
+# current version. The group stays, for the groups' last_seen_at and name (upsert_groups). In the
+# table's order, as BulkInsert needs.
+SEEN_COLUMNS = ("seq", *SEEN_ROW_COLUMNS)
 # packages has no group_name: the group's name lives in package_groups (and in each version).
 PACKAGE_TABLE_COLUMNS = tuple(name for name in PACKAGE_COLUMNS if name != "group_name")
 
@@ -144,12 +164,19 @@ class Store:
         dialect = session.get_bind().dialect
         self._dialect = dialect.name
         self._staging_insert = BulkInsert(STAGING, STAGED_COLUMNS, dialect)
+        self._seen_insert = BulkInsert(STAGING, SEEN_COLUMNS, dialect)
         self._confirmed_insert = BulkInsert(CONFIRMED, ("id",), dialect)
         self._confirming = False  # whether CONFIRMED holds a confirming walk's ids
         self._staged = 0  # rows appended to staging, which numbers the next page's rows
         self._distinct = 0  # packages staged once the walk is finished
         self._kept: set[str] = set()  # ids noted in KEPT
         self._refreshed = 0  # packages noted in REFRESHED
+        # Staged rows not yet written (stage): whole ones and narrow ones.
+        self._whole: list[tuple[Any, ...]] = []
+        self._seen: list[tuple[Any, ...]] = []
+        # SHA-256 digests of the packages the scope lists (load_known): 32 bytes, half the memory of the
+        # hex text (about 10 MB at 100,000 packages).
+        self._known: frozenset[bytes] = frozenset()
 
     # -- staging ---------------------------------------------------------------------------------
 
@@ -160,6 +187,7 @@ class Store:
         create_temporary_table(self.session.connection(), KEPT)
         self._staged = self._distinct = self._refreshed = 0
         self._kept = set()
+        self._whole, self._seen = [], []
 
     def drop_staging(self) -> None:
         connection = self.session.connection()
@@ -170,13 +198,50 @@ class Store:
         KEPT.drop(connection, checkfirst=True)
         self._confirming = False
 
+    def load_known(self, scope: str) -> None:
+        """Load, once before the walk, the content hash of every package the scope lists and that is not
+        removed: a package found with one of them is staged by id alone.
+
+        The hashes alone, without the ids: each is the hash of the package's canonical JSON, which holds
+        its id, so a hash names one package. A hash that is not hex (never written by this job) is left
+        out: its package is staged whole, as if it had changed.
+        """
+        current, listing = Package.__table__, PackageListing.__table__
+        listed = (
+            select(current.c.content_hash)
+            .join(listing, listing.c.package_id == current.c.id)
+            .where(listing.c.scope == scope, listing.c.unlisted_at.is_(None), current.c.removed_at.is_(None))
+        )
+        # On the session's connection, not through the ORM, which would make each row an object; in
+        # batches from a server-side cursor, so that the driver never holds the whole answer as well as
+        # the set (psycopg would: 10 MB more at the peak at 100,000 packages, measured).
+        hashes = self.session.connection().execute(listed, execution_options={"yield_per": KNOWN_BATCH_ROWS}).scalars()
+        self._known = frozenset(filter(None, map(_digest, hashes)))
+
+    @property
+    def known(self) -> frozenset[bytes]:
+        """The SHA-256 digests of the content of the packages the scope lists (load_known)."""
+        return self._known
+
     def stage(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Append one page of package_values() tuples, numbered in walk order."""
-        first = self._staged
-        numbered = [(first + offset, *row) for offset, row in enumerate(rows, start=1)]
-        if numbered:
-            self._staging_insert.execute(self.session.connection(), numbered)
-            self._staged = numbered[-1][0]
+        """Append one page of storable_values() rows, numbered in walk order: a package_values() tuple
+        whole, a package's SEEN_ROW_COLUMNS as a narrow row. Written STAGING_BATCH_ROWS at a time."""
+        whole, seen = self._whole, self._seen
+        seq = self._staged
+        for row in rows:
+            seq += 1
+            (seen if len(row) == _SEEN_WIDTH else whole).append((seq, *row))
+        self._staged = seq
+        if len(whole) + len(seen) >= STAGING_BATCH_ROWS:
+            self._write_staged()
+
+    def _write_staged(self) -> None:
+        connection = self.session.connection()
+        if self._whole:
+            self._staging_insert.execute(connection, self._whole)
+        if self._seen:
+            self._seen_insert.execute(connection, self._seen)
+        self._whole, self._seen = [], []
 
     def keep(self, package_ids: Iterable[str]) -> None:
         """Note packages the walk saw but could not stage: they keep their versions and listings."""
@@ -188,6 +253,7 @@ class Store:
     def finish_staging(self) -> int:
         """Index the staged packages and keep, of an id staged twice, its newest content; returns how
         many distinct packages the walk saw, staged or kept."""
+        self._write_staged()
         self.session.execute(CREATE_STAGING_INDEX)
         repeated = self.session.execute(
             select(STAGING.c.id, func.max(STAGING.c.seq).label("newest"))
@@ -227,8 +293,25 @@ class Store:
 
     def classify(self) -> dict[ChangeType, int]:
         """Note each staged package whose version changes (created, updated or restored, with the
-        columns that differ from its latest version) in CHANGES; returns the counts of each verdict."""
+        columns that differ from its latest version) in CHANGES; returns the counts of each verdict.
+
+        Under the merge lock: the verdicts are those of the packages as they are now. A narrow row
+        judged changed is a package another run changed (or removed) after the look-up: it is staged
+        whole again, and the verdicts made again."""
         create_temporary_table(self.session.connection(), CHANGES, checkfirst=True)
+        self._note_changes()
+        if self._restage_changed_since_look_up():
+            self.session.execute(CHANGES.delete())
+            self._note_changes()
+        counts = dict.fromkeys(VERDICTS, 0)
+        rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
+        counts.update({change: count for change, count in rows})
+        counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
+        return counts
+
+    def _note_changes(self) -> None:
+        """The verdicts: each staged package that is new, restored or whose hash differs from its
+        current one goes into CHANGES, with the columns that differ from its latest version."""
         current = Package.__table__
         verdict = case(
             (current.c.id.is_(None), literal(ChangeType.CREATED.value)),
@@ -248,11 +331,28 @@ class Store:
             .order_by(STAGING.c.id)  # key order: each page of the index is written once
         )
         self.session.execute(CHANGES.insert().from_select(("id", "change", "changed_fields"), changed))
-        counts = dict.fromkeys(VERDICTS, 0)
-        rows = self.session.execute(select(CHANGES.c.change, func.count()).group_by(CHANGES.c.change))
-        counts.update({change: count for change, count in rows})
-        counts[ChangeType.UNCHANGED] = self._distinct - sum(counts.values())
-        return counts
+
+    def _restage_changed_since_look_up(self) -> int:
+        """Stage whole again the narrow rows that _note_changes judged changed: packages another run
+        changed or removed after the look-up (which knew them with the content the walk saw); returns
+        how many. Set-based, from CHANGES, which is small: in the usual run this costs one look-up of
+        each change, not a pass over the staged packages.
+
+        The content the walk saw is the one the look-up knew: a version in the package's history, with
+        the same hash, hence the same content. It is read back from there.
+        """
+        stale = and_(STAGING.c.raw_json.is_(None), STAGING.c.id.in_(select(CHANGES.c.id)))
+        count = self.session.execute(select(func.count()).select_from(STAGING).where(stale)).scalar_one()
+        if not count:
+            return 0
+        self._bulk_update(update(STAGING).where(stale).values(_content_from_history()))
+        lost = self.session.execute(select(STAGING.c.id).where(stale).order_by(STAGING.c.id).limit(1)).scalar()
+        if lost is not None:  # only if its history was deleted by hand meanwhile
+            raise DatabaseError(
+                f"package {lost} changed while the run walked, and the content the walk saw is no longer "
+                "in its history: run again"
+            )
+        return count
 
     # -- the changed packages next to their previous versions: ignored keys, schema drift ----------
 
@@ -596,6 +696,29 @@ def _unlisted_everywhere(scope: str) -> Any:
         listing.c.unlisted_at.is_not(None),
         ~exists().where(active.c.package_id == listing.c.package_id, active.c.unlisted_at.is_(None)),
     )
+
+
+def _digest(content_hash: str) -> bytes | None:
+    try:
+        return bytes.fromhex(content_hash)
+    except ValueError:
+        return None
+
+
+def _content_from_history() -> dict[str, Any]:
+    """The values of a narrow row's columns, from a version of its package with the staged hash."""
+    version = PackageSnapshot.__table__.alias("seen")
+
+    def of_version(column: Any) -> Any:
+        return (
+            select(column)
+            .where(version.c.package_id == STAGING.c.id, version.c.content_hash == STAGING.c.content_hash)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    values = {name: of_version(version.c[name]) for name in ATTRIBUTE_COLUMNS}
+    return {**values, "raw_json": of_version(text_from_json(version.c.raw))}
 
 
 def _changed_fields_of_latest() -> Any:

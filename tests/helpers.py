@@ -105,6 +105,16 @@ def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
+def execute(url: str, sql: str, **params: Any) -> None:
+    """One SQL statement that writes, committed: for a test that changes a database by hand."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
 def scalar(url: str, sql: str, **params: Any) -> Any:
     rows = query(url, sql, **params)
     return rows[0][0]

@@ -8,7 +8,16 @@ import json
 import pytest
 
 from etl.errors import RecordError
-from etl.records import canonical_json, key_paths, key_tree, package_row, same_json, without_keys
+from etl.records import (
+    canonical_json,
+    key_paths,
+    key_tree,
+    package_row,
+    package_values,
+    same_json,
+    storable_values,
+    without_keys,
+)
 from etl.testing.catalogue import public_catalogue
 
 
@@ -148,6 +157,22 @@ def test_a_package_whose_id_cannot_be_a_key_is_refused_without_an_id(change, mes
 def test_what_every_database_can_store_is_not_refused(change):
     row = package_row({**rock_1(), **change})
     assert json.loads(row["raw_json"]) == {**rock_1(), **change}
+
+
+def test_a_package_whose_content_is_known_gives_its_id_group_and_hash_alone():
+    known, changed, new = public_catalogue()[:3]
+    changed_before = {**changed, "memory_in_gb": changed["memory_in_gb"] - 1}
+    digests = {bytes.fromhex(package_row(package)["content_hash"]) for package in (known, changed_before)}
+    refused = {**known, "id": ""}  # a package that cannot be stored stays refused, known hashes or not
+
+    rows, errors = storable_values([known, changed, new, refused], digests)
+
+    assert rows == [
+        (known["id"], "vmpkgrp_P5kCZvAtvXRC3sVl", "Standard vCPU", package_row(known)["content_hash"]),
+        package_values(changed),
+        package_values(new),
+    ]
+    assert [str(error) for error in errors] == ["a package has no id (name 'ROCK-1')"]
 
 
 # -- keys: schema drift and --ignore-key ------------------------------------------------------------
