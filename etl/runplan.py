@@ -127,15 +127,16 @@ def notify_targets(urls: Sequence[str], config: ConfigFile | None) -> tuple[Noti
     return tuple(targets)
 
 
-def _read_secret(path: Path) -> str:
+def _read_secret(path: Path, what: str = "secret") -> str:
+    """The text a token or secret file holds, stripped; ConfigError (exit 2) if it cannot be read or is empty."""
     try:
         secret = path.read_bytes().decode("utf-8").strip()
     except OSError as error:
-        raise ConfigError(f"cannot read the secret file {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read the {what} file {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"the secret file {path} is not UTF-8 text") from None
+        raise ConfigError(f"the {what} file {path} is not UTF-8 text") from None
     if not secret:
-        raise ConfigError(f"the secret file {path} is empty")
+        raise ConfigError(f"the {what} file {path} is empty")
     return secret
 
 
@@ -221,15 +222,7 @@ def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ)
             # The name Katapult's Terraform provider reads: a user of both tools may have set only that.
             log.warning("KATAPULT_API_KEY is set, but katapult-etl reads KATAPULT_API_TOKEN: reading the public API")
         return token
-    try:
-        token = token_file.read_bytes().decode("utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"cannot read the token file {token_file}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"the token file {token_file} is not UTF-8 text") from None
-    if not token:
-        raise ConfigError(f"the token file {token_file} is empty")
-    return token
+    return _read_secret(token_file, "token")
 
 
 def _metrics_files(path: Path | None, runs: list[PlannedRun]) -> list[Path | None]:
