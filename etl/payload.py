@@ -1,7 +1,7 @@
 """What a notification says: the JSON a webhook receives, made from a run's summary and its changes (pure).
 
-One function makes it, `build_payload(run, changes, extras)`, so that what a run adds to its
-notification (say, keys the API started or stopped sending) is one more entry of `extras`. The body
+One function makes it, `build_payload(run, changes)`: the run, its changes, and what it warned of
+(keys the API started or stopped sending, a mass update), as fields and as lines of the text. The body
 sent is the payload as canonical JSON (sorted keys, no spaces), so that the bytes, and so their
 signature, are the same whichever database kept the payload (PostgreSQL's jsonb reorders keys).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .results import CHANGE_TYPES, FieldChange, RunCounts
+from .results import CHANGE_TYPES, FieldChange, MassUpdate, RunCounts, SchemaChanges
 
 # Changes one notification lists at most; beyond that it gives the counts and how many it left out.
 MAX_CHANGES = 1000
@@ -45,7 +45,8 @@ class RunSummary:
     finished_at: datetime
     counts: RunCounts
     reason: str | None = None  # why the run is incomplete; None when it succeeded
-    warnings: tuple[str, ...] = ()  # what the run warned of: keys added or gone, a mass update
+    schema_changes: SchemaChanges | None = None  # keys the packages gained or lost (None: not compared)
+    mass_update: MassUpdate | None = None  # more than half of the scope updated
 
 
 def changed_anything(counts: RunCounts) -> bool:
@@ -53,12 +54,11 @@ def changed_anything(counts: RunCounts) -> bool:
     return _changes_counted(counts) > 0
 
 
-def build_payload(
-    run: RunSummary, changes: Sequence[PackageChange], extras: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The notification of `run`: its counts, its first MAX_CHANGES `changes`, `extras` and a `text`."""
+def build_payload(run: RunSummary, changes: Sequence[PackageChange]) -> dict[str, Any]:
+    """The notification of `run`: its counts, its first MAX_CHANGES `changes`, its warnings and a `text`."""
     listed = list(changes[:MAX_CHANGES])
     left_out = max(0, _changes_counted(run.counts) - len(listed))
+    mass = run.mass_update
     payload: dict[str, Any] = {
         "run_id": run.run_id,
         "scope": run.scope,
@@ -69,7 +69,9 @@ def build_payload(
         "counts": {name: getattr(run.counts, name) for name in COUNTED},
         "changes": [_change_object(change) for change in listed],
         "changes_left_out": left_out,
-        **(extras or {}),
+        # As sync_runs.schema_changes has it; null when the keys did not change (or were not compared).
+        "schema_changes": str(run.schema_changes) if run.schema_changes else None,
+        "mass_update": None if mass is None else {"updated": mass.updated, "listed": mass.listed},
     }
     payload["text"] = summary_text(run, listed, left_out)
     return payload
@@ -86,7 +88,10 @@ def summary_text(run: RunSummary, listed: Sequence[PackageChange], left_out: int
     lines = [f"katapult-etl run {run.run_id} of {run.scope}: {counts}"]
     if run.reason:
         lines.append(f"(run {run.status}: {run.reason})")
-    lines += [f"⚠ {warning}" for warning in run.warnings]
+    if run.schema_changes:
+        lines.append(f"⚠ keys changed in the packages: {run.schema_changes}")
+    if run.mass_update is not None:
+        lines.append(f"⚠ {run.mass_update}")
     lines += [f"• {_change_line(change)}" for change in listed[:TEXT_CHANGES]]
     more = len(listed) - TEXT_CHANGES + left_out
     if more > 0:

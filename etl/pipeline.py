@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import requests
 from sqlalchemy import Engine
@@ -316,7 +316,7 @@ def _walk_and_decide(
             listed = store.count_listed(settings.scope.key)  # before the merge: what the scope listed
             changed = _settle_changed_packages(store, settings, counts, listed)
             schema = _schema_changes(store, settings.scope.key, changed, listed)
-            removal = _removal_decision(store, settings, proof)
+            removal = _removal_decision(store, settings, proof, listed)
             mass_update = _mass_update(settings, counts, listed)
             verdict = Verdict(removal, _run_reason(proof.outcome, removal), schema, mass_update)
             writes.write(store, verdict, counts)
@@ -386,31 +386,12 @@ class _Merge:
                 finished_at,
                 counts,
                 verdict.reason,
-                _warnings(verdict),
+                verdict.schema_changes,
+                verdict.mass_update,
             )
-            changes = outbox.run_changes(store.session, self.run_id, MAX_CHANGES)
-            payload = build_payload(summary, changes, _warning_fields(verdict))
+            payload = build_payload(summary, outbox.run_changes(store.session, self.run_id, MAX_CHANGES))
             urls = [target.stored_url for target in self.settings.notify]
             outbox.add_notifications(store.session, self.run_id, urls, payload, finished_at)
-
-
-def _warnings(verdict: Verdict) -> tuple[str, ...]:
-    """What a notification's text says beside the changes: keys added or gone, a mass update."""
-    warnings = []
-    if verdict.schema_changes:
-        warnings.append(f"keys changed in the packages: {verdict.schema_changes}")
-    if verdict.mass_update is not None:
-        warnings.append(str(verdict.mass_update))
-    return tuple(warnings)
-
-
-def _warning_fields(verdict: Verdict) -> dict[str, Any]:
-    """The payload's `schema_changes` (as sync_runs has it; null when none) and `mass_update`."""
-    mass = verdict.mass_update
-    return {
-        "schema_changes": str(verdict.schema_changes) if verdict.schema_changes else None,
-        "mass_update": None if mass is None else {"updated": mass.updated, "listed": mass.listed},
-    }
 
 
 @contextlib.contextmanager
@@ -456,13 +437,12 @@ class _Rehearsal:
             counts.removed = store.count_would_remove(self.settings.scope.key)
 
 
-def _removal_decision(store: Store, settings: Settings, proof: Proof) -> RemovalDecision:
+def _removal_decision(store: Store, settings: Settings, proof: Proof, listed: int) -> RemovalDecision:
     """Whether this run may remove packages: only what two complete walks, in which every package had
     an id, both missed, and not half the catalogue."""
     if proof.reason is not None:
         return RemovalDecision(False, reason=proof.reason)
     missing = store.count_missing(settings.scope.key)
-    listed = store.count_listed(settings.scope.key)
     if missing and missing * 2 > listed and not settings.allow_mass_removal:
         reason = (
             f"mass removal refused: {missing} of the {listed} packages listed in {settings.scope.key} "

@@ -25,7 +25,7 @@ from etl.errors import RetriableNotificationError
 from etl.models import Notification, SyncRun
 from etl.payload import MAX_CHANGES, PackageChange, RunSummary, body_of, build_payload
 from etl.pipeline import Hooks, run_sync
-from etl.results import FieldChange, RunCounts
+from etl.results import FieldChange, RunCounts, SchemaChanges
 from etl.testing.catalogue import synthetic_catalogue
 from etl.testing.fakeapi import DEFAULT_TOKEN, FakeKatapult
 from etl.webhooks import WebhookSender
@@ -569,15 +569,26 @@ def test_a_notification_lists_at_most_1000_changes_then_how_many_it_left_out(cli
 
 def test_the_payload_builder_keeps_the_first_1000_changes_and_the_counts():
     changes = [PackageChange(f"vmpkg_{n:05d}", f"P-{n}", f"p-{n}", "updated") for n in range(1200)]
-    run = RunSummary(7, "public", "public", "succeeded", _at("2026-12-03T08:00:00"), RunCounts(updated=1200))
+    run = RunSummary(
+        7,
+        "public",
+        "public",
+        "succeeded",
+        _at("2026-12-03T08:00:00"),
+        RunCounts(updated=1200),
+        schema_changes=SchemaChanges(added=("launch_price",)),
+    )
 
-    payload = build_payload(run, changes, {"schema_changes": "+launch_price"})
+    payload = build_payload(run, changes)
 
     assert (len(payload["changes"]), payload["changes_left_out"]) == (1000, 200)
     assert payload["changes"][-1]["package_id"] == "vmpkg_00999"
-    assert payload["schema_changes"] == "+launch_price"  # extras go in as they are
-    assert payload["text"].splitlines()[0] == "katapult-etl run 7 of public: 1200 updated"
-    assert len(payload["text"].splitlines()) == 1 + 20 + 1
+    assert (payload["schema_changes"], payload["mass_update"]) == ("+launch_price", None)
+    assert payload["text"].splitlines()[:2] == [
+        "katapult-etl run 7 of public: 1200 updated",
+        "⚠ keys changed in the packages: +launch_price",
+    ]
+    assert len(payload["text"].splitlines()) == 1 + 1 + 20 + 1
 
 
 def test_the_text_shows_field_values_as_json_and_an_incomplete_runs_reason():
